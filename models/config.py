@@ -1,0 +1,185 @@
+"""The model configuration as data: architecture, preprocessing, cascade and training settings (JSON).
+
+A model folder carries its config.json; `ichvol train --config FILE` takes the same format. Named configs
+ship in models/configs/<name>.json: "paper" (the published full-width network, for GPUs) and "small" (the
+CPU model that ships).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from ichvol.errors import ConfigError
+from ichvol.labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class Window:
+    """An HU window mapped linearly to [0, 1] (values outside are clipped)."""
+
+    level: float
+    width: float
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    # One input channel per window. The blood window (level 40, width 90) alone would clip calcification
+    # (100-400 HU) and bone to the same value as dense blood; the wide second window keeps them apart.
+    windows: tuple[Window, ...] = (Window(40.0, 90.0), Window(400.0, 1000.0))
+    head_threshold_hu: float = -300.0  # voxels above it count as head (skin, bone, brain) for the head crop
+    head_margin_mm: float = 5.0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One DynUNet stage. strides[0] is the stem (no downsampling); each later entry downsamples one level."""
+
+    patch_size: tuple[int, int, int]  # (z, y, x)
+    filters: tuple[int, ...]
+    strides: tuple[tuple[int, int, int], ...]
+    deep_supr_num: int = 2
+    in_plane_spacing_mm: float | None = None  # stage 1 only: in-plane resampling of the head crop
+
+    def __post_init__(self) -> None:
+        if len(self.filters) != len(self.strides):
+            raise ConfigError(f"stage has {len(self.filters)} filter counts but {len(self.strides)} strides")
+        factor = [1, 1, 1]
+        for stride in self.strides:
+            factor = [f * s for f, s in zip(factor, stride, strict=True)]
+        if any(p % f for p, f in zip(self.patch_size, factor, strict=True)):
+            raise ConfigError(f"patch size {self.patch_size} is not divisible by the total downsampling {factor}")
+
+    @property
+    def bottleneck_shape(self) -> tuple[int, int, int]:
+        shape = list(self.patch_size)
+        for stride in self.strides:
+            shape = [s // d for s, d in zip(shape, stride, strict=True)]
+        return tuple(shape)
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    roi_margin_mm: float = 10.0  # enlargement of stage 1's hemorrhage region before cropping
+    roi_margin_slices: int = 1
+    min_roi_voxels: int = 4  # stage-1 components smaller than this (coarse voxels) are ignored
+    merge_distance_mm: float = 30.0  # ROIs closer than this are merged into one box
+    sliding_window_overlap: float = 0.5
+    blend_mode: str = "constant"  # averaged overlaps, as in the paper
+    mirror_tta: bool = False
+    type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    seed: int = 0
+    epochs: int = 50
+    iterations_per_epoch: int = 50
+    batch_size: int = 2
+    learning_rate: float = 1e-2
+    weight_decay: float = 3e-5
+    restart_epochs: int = 10  # CosineAnnealingWarmRestarts T_0
+    positive_fraction: float = 0.67  # share of crops centred on hemorrhage
+    validation_fraction: float = 0.15
+    rotation_degrees: float = 30.0
+    stage2_negative_rois_per_case: int = 1  # hemorrhage-free boxes so stage 2 learns to reject stage 1's mistakes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    version: str
+    stage1: StageConfig
+    stage2: StageConfig
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    num_classes: int = NUM_CLASSES
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.preprocessing.windows)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def with_training(self, **changes) -> ModelConfig:
+        from dataclasses import replace
+
+        return replace(self, training=replace(self.training, **changes))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> ModelConfig:
+        try:
+            return ModelConfig(
+                name=str(data["name"]),
+                version=str(data["version"]),
+                stage1=_stage(data["stage1"]),
+                stage2=_stage(data["stage2"]),
+                preprocessing=_preprocessing(data.get("preprocessing", {})),
+                cascade=_plain(CascadeSettings, data.get("cascade", {})),
+                training=_plain(TrainingSettings, data.get("training", {})),
+                num_classes=int(data.get("num_classes", NUM_CLASSES)),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+        except KeyError as exc:
+            raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def _plain(kind, data: dict):
+    known = {f.name for f in fields(kind)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown {kind.__name__} keys: {', '.join(sorted(unknown))}")
+    return kind(**data)
+
+
+def _stage(data: dict) -> StageConfig:
+    data = dict(data)
+    data["patch_size"] = tuple(int(v) for v in data["patch_size"])
+    data["filters"] = tuple(int(v) for v in data["filters"])
+    data["strides"] = tuple(tuple(int(s) for s in stride) for stride in data["strides"])
+    return _plain(StageConfig, data)
+
+
+def _preprocessing(data: dict) -> Preprocessing:
+    data = dict(data)
+    if "windows" in data:
+        data["windows"] = tuple(Window(float(w["level"]), float(w["width"])) for w in data["windows"])
+    return _plain(Preprocessing, data)
+
+
+def named_configs() -> list[str]:
+    folder = resources.files("ichvol.models") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_config(name_or_path: str | Path) -> ModelConfig:
+    """A named config ("paper", "small") or a JSON file."""
+    text = str(name_or_path)
+    if text in named_configs():
+        resource = resources.files("ichvol.models") / "configs" / f"{text}.json"
+        return ModelConfig.from_dict(json.loads(resource.read_text()), source=f"config {text!r}")
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{text}: neither a named config ({', '.join(named_configs())}) nor a JSON file")
+    return ModelConfig.from_file(path)
