@@ -2,7 +2,7 @@
 
 Every setting has a default, so `ichvol serve` runs with no file. A file may set any subset; an environment
 variable `ICHVOL_<SECTION>__<KEY>` (or `ICHVOL_<KEY>` for a top-level key such as `ICHVOL_DATA_DIR`) overrides
-both. Environment values are read as TOML values when they parse as one (`11113`, `true`, `["A", "B"]`,
+both (a variable without "__" counts only when it names a top-level key). Environment values are read as TOML values when they parse as one (`11113`, `true`, `["A", "B"]`,
 `[{ae_title = "PACS", host = "h", port = 4242}]`), else as plain strings. Unknown keys and wrong types raise a
 ConfigError naming the file (or variable) and the key. The result is a tree of frozen dataclasses that is built
 once and passed down.
@@ -136,6 +136,9 @@ class Config:
         return self.data_dir / "work"
 
 
+_TOP_LEVEL_KEYS = frozenset(f.name for f in dataclasses.fields(Config))
+
+
 def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Defaults, then the TOML file at `path` (if given), then `ICHVOL_*` variables from `environ`."""
     environ = os.environ if environ is None else environ
@@ -180,6 +183,8 @@ def _apply_environment(raw: dict[str, Any], origins: dict[str, str], environ: Ma
         if not name.startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) == 1 and parts[0] not in _TOP_LEVEL_KEYS:
+            continue  # another program's ICHVOL_* variable (e.g. ICHVOL_TEST_DATABASE_URL), not a setting
         if not all(parts) or len(parts) > 2:
             raise ConfigError(f"{name}: expected ICHVOL_<KEY> or ICHVOL_<SECTION>__<KEY>")
         try:
@@ -225,7 +230,7 @@ def _convert(hint: Any, value: Any, key: str, origins: dict[str, str], source: s
         return _build(hint, value, key + ".", origins, source)
     if origin is tuple:
         item = typing.get_args(hint)[0]
-        if isinstance(value, str):  # a comma-separated list from the environment
+        if isinstance(value, str) and where.startswith(ENV_PREFIX):  # a comma-separated list from a variable
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise wrong("a list")

@@ -42,15 +42,30 @@ class StageConfig:
     strides: tuple[tuple[int, int, int], ...]
     deep_supr_num: int = 2
     in_plane_spacing_mm: float | None = None  # stage 1 only: in-plane resampling of the head crop
+    # Per-level conv kernels; None: 3x3x3 everywhere. (1, 3, 3) on the top levels follows nnU-Net for thick
+    # slices (in-plane pixels much finer than the slice spacing) and costs a third.
+    kernels: tuple[tuple[int, int, int], ...] | None = None
+    training_patch_size: tuple[int, int, int] | None = None  # random crops for training; None: patch_size
 
     def __post_init__(self) -> None:
         if len(self.filters) != len(self.strides):
             raise ConfigError(f"stage has {len(self.filters)} filter counts but {len(self.strides)} strides")
+        if self.kernels is not None and len(self.kernels) != len(self.strides):
+            raise ConfigError(f"stage has {len(self.kernels)} kernels but {len(self.strides)} strides")
         factor = [1, 1, 1]
         for stride in self.strides:
             factor = [f * s for f, s in zip(factor, stride, strict=True)]
-        if any(p % f for p, f in zip(self.patch_size, factor, strict=True)):
-            raise ConfigError(f"patch size {self.patch_size} is not divisible by the total downsampling {factor}")
+        for patch in (self.patch_size, self.crop_size):
+            if any(p % f for p, f in zip(patch, factor, strict=True)):
+                raise ConfigError(f"patch size {patch} is not divisible by the total downsampling {factor}")
+
+    @property
+    def crop_size(self) -> tuple[int, int, int]:
+        return self.training_patch_size or self.patch_size
+
+    @property
+    def kernel_sizes(self) -> tuple[tuple[int, int, int], ...]:
+        return self.kernels or tuple((3, 3, 3) for _ in self.strides)
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -158,6 +173,10 @@ def _stage(data: dict) -> StageConfig:
     data["patch_size"] = tuple(int(v) for v in data["patch_size"])
     data["filters"] = tuple(int(v) for v in data["filters"])
     data["strides"] = tuple(tuple(int(s) for s in stride) for stride in data["strides"])
+    if data.get("kernels") is not None:
+        data["kernels"] = tuple(tuple(int(k) for k in kernel) for kernel in data["kernels"])
+    if data.get("training_patch_size") is not None:
+        data["training_patch_size"] = tuple(int(v) for v in data["training_patch_size"])
     return _plain(StageConfig, data)
 
 

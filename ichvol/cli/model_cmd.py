@@ -1,7 +1,106 @@
-"""Commands of this group; each helper module adds its commands in register()."""
+"""`ichvol train` and `ichvol predict` (and `ichvol evaluate`, registered from ichvol.models.evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import InputError
+
+console = Console()
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="folder with images/<case>.nii.gz and labels/<case>.nii.gz")],
+    out: Annotated[Path, typer.Option("--out", help="model folder to write (e.g. models/NAME)")],
+    config: Annotated[str | None, typer.Option("--config", help="named config (small, paper) or JSON file")] = None,
+    stage: Annotated[str, typer.Option("--stage", help="1, 2 or both")] = "both",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per stage (overrides the config)")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the folder's last checkpoints")] = False,
+) -> None:
+    """Train the two-stage cascade; writes a self-describing model folder."""
+    from ichvol.models.config import load_config
+    from ichvol.models.fit import TrainCallbacks, TrainRequest, train_model
+
+    stages = {"1": (1,), "2": (2,), "both": (1, 2)}.get(stage)
+    if stages is None:
+        raise InputError(f"--stage must be 1, 2 or both, not {stage!r}")
+    request = TrainRequest(Path(data), Path(out), load_config(config) if config else None, stages, epochs, device,
+                           resume)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
+        task = {}
+
+        def on_stage(number: int, first: int, last: int) -> None:
+            task["id"] = progress.add_task(f"stage {number}", total=last, completed=first - 1, status="")
+
+        def on_iteration(epoch: int, iteration: int, loss: float) -> None:
+            progress.update(task["id"], status=f"epoch {epoch} it {iteration} loss {loss:.4f}")
+
+        def on_epoch(result) -> None:
+            progress.update(task["id"], completed=result.epoch,
+                            status=f"loss {result.train_loss:.4f} val Dice {result.val_dice:.4f}")
+            progress.console.log(f"stage {result.stage} epoch {result.epoch}: loss {result.train_loss:.4f}, "
+                                 f"val Dice {result.val_dice:.4f} (foreground {result.val_dice_foreground:.4f}), "
+                                 f"{result.seconds:.0f} s")
+
+        trained = train_model(request, TrainCallbacks(on_stage, on_iteration, on_epoch))
+    console.print(f"model {trained.name} {trained.version} written to {out}")
+
+
+def predict(
+    source: Annotated[Path, typer.Argument(help="DICOM study folder or NIfTI image (.nii/.nii.gz)")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    model: Annotated[Path | None, typer.Option("--model", help="model folder (default: the shipped model)")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Segment hemorrhage; writes labels.nii.gz and, for DICOM input, a DICOM SEG and SR."""
+    from ichvol.dicom import load_image
+    from ichvol.models import default_model_path
+    from ichvol.models.predictor import CascadePredictor
+    from ichvol.nifti import write_volume
+
+    image = load_image(Path(source))
+    predictor = CascadePredictor.from_folder(model or default_model_path(), device=device)
+    prediction = predictor.predict(image)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_volume(out / "labels.nii.gz", prediction.labels, image.geometry)
+    written = [out / "labels.nii.gz"]
+    if image.datasets:
+        from ichvol.encode import write_results
+        from ichvol.results import ResultUIDs
+
+        files = write_results(image, prediction.labels, out, ResultUIDs.mint(), predictor.algorithm)
+        written += [p for p in (files.seg_path, files.sr_path) if p is not None]
+    volumes = prediction.volumes_ml(image.geometry.voxel_volumes_ml())
+    threshold = predictor.config.cascade.type_threshold_ml
+    table = Table(title=f"{predictor.algorithm.name} {predictor.algorithm.version}")
+    table.add_column("type")
+    table.add_column("volume (ml)", justify="right")
+    for kind, volume in volumes.items():
+        table.add_row(kind.name, f"{volume:.2f}")
+    table.add_row("total", f"{sum(volumes.values()):.2f}", style="bold")
+    console.print(table)
+    kinds = [k.name for k, v in volumes.items() if v >= threshold]
+    console.print(f"study type: {'+'.join(kinds) if kinds else 'no hemorrhage'}; "
+                  f"{len(prediction.rois)} ROI(s); {prediction.seconds_total:.1f} s "
+                  f"(stage 1 {prediction.seconds_stage1:.1f} s, stage 2 {prediction.seconds_stage2:.1f} s)")
+    for path in written:
+        console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train)
+    app.command("predict")(predict)
+    try:
+        from ichvol.models.evaluation.cli import register_evaluate
+    except ImportError:  # the evaluation module is optional at this layer
+        return
+    register_evaluate(app)

@@ -49,7 +49,7 @@ IMAGING_MEASUREMENT_REPORT = Code("126000", "DCM", "Imaging Measurement Report")
 CT_HEAD = Code("24725-4", "LN", "CT Head")  # pydicom codes.LN.CTHeadReport
 
 # Measurements. A and B are the greatest diameter on the slice of largest area and the greatest diameter
-# perpendicular to it: exactly what the long and short axis of a lesion are (SCT 103339001/103340004, pydicom).
+# perpendicular to it: exactly the long and short axis of a lesion (SCT 103339001/103340004, pydicom).
 # C is the cranio-caudal extent along the slice normal: DCM 121207 Height (pydicom).
 VOLUME = Code("118565006", "SCT", "Volume")  # pydicom; from the mask
 VOLUME_OF_ELLIPSOID = Code("121221", "DCM", "Volume of ellipsoid")  # pydicom; ABC/2

@@ -19,8 +19,20 @@ from .run import CaseResult  # noqa: E402
 from .summary import GroupSummary  # noqa: E402
 
 CSV_FIELDS = (
-    "name", "type", "group", "dsc", "iou", "precision", "recall", "true_volume_ml", "predicted_volume_ml",
-    "abc2_truth_ml", "abc2_truth_kothari_ml", "abc2_predicted_ml", "abc2_predicted_kothari_ml", "seconds",
+    "name",
+    "type",
+    "group",
+    "dsc",
+    "iou",
+    "precision",
+    "recall",
+    "true_volume_ml",
+    "predicted_volume_ml",
+    "abc2_truth_ml",
+    "abc2_truth_kothari_ml",
+    "abc2_predicted_ml",
+    "abc2_predicted_kothari_ml",
+    "seconds",
 )
 PLOT_FILES = ("bland_altman_model.png", "bland_altman_abc2.png", "volume_scatter.png")
 
@@ -52,8 +64,17 @@ def _fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
 
 
 TABLE_HEADER = (
-    "group", "cases", "DSC %", "IoU %", "precision %", "recall %", "model MAE ml", "ABC/2 MAE ml",
-    "ABC/2 Kothari MAE ml", "improvement vs ABC/2 %", "s/case",
+    "group",
+    "cases",
+    "DSC %",
+    "IoU %",
+    "precision %",
+    "recall %",
+    "model MAE ml",
+    "ABC/2 MAE ml",
+    "ABC/2 Kothari MAE ml",
+    "improvement vs ABC/2 %",
+    "s/case",
 )
 
 
@@ -138,8 +159,9 @@ def write_plots(folder: Path, results: Sequence[CaseResult]) -> list[Path]:
     return paths
 
 
-def write_report(folder: Path, results: Sequence[CaseResult], rows: Sequence[GroupSummary], summary: dict,
-                 *, title: str) -> None:
+def write_report(
+    folder: Path, results: Sequence[CaseResult], rows: Sequence[GroupSummary], summary: dict, *, title: str
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_summary_json(folder / "summary.json", summary)
     write_cases_csv(folder / "cases.csv", results)

@@ -129,8 +129,13 @@ def evaluate_case(case: TestCase, predictor: Predictor, *, binary: bool) -> Case
     prediction = predictor.predict(image)
     seconds = time.perf_counter() - started
     return score_case(
-        case.name, np.asarray(truth).astype(np.uint8), np.asarray(prediction.labels), truth_geometry,
-        binary=binary, declared_types=case.declared_types, seconds=seconds,
+        case.name,
+        np.asarray(truth).astype(np.uint8),
+        np.asarray(prediction.labels),
+        truth_geometry,
+        binary=binary,
+        declared_types=case.declared_types,
+        seconds=seconds,
     )
 
 

@@ -28,6 +28,7 @@ class GroupSummary:
     volume_mae_ml_model: float
     volume_mae_ml_abc2: float
     volume_mae_ml_abc2_kothari: float
+    volume_mae_ml_abc2_of_prediction: float  # ABC/2 measured on the model's mask, against the true volume
     volume_bias_ml_model: float  # mean of predicted - true
     volume_bias_ml_abc2: float
     volume_bias_ml_abc2_kothari: float
@@ -55,6 +56,7 @@ def summarize_group(name: str, results: Sequence[CaseResult]) -> GroupSummary:
     model = np.array([r.predicted_volume_ml for r in results]) - true
     abc2 = np.array([r.abc2_truth_ml for r in results]) - true
     kothari = np.array([r.abc2_truth_kothari_ml for r in results]) - true
+    abc2_of_prediction = np.array([r.abc2_predicted_ml for r in results]) - true
     mae_model, mae_abc2, mae_kothari = (float(np.abs(e).mean()) for e in (model, abc2, kothari))
     return GroupSummary(
         group=name,
@@ -68,6 +70,7 @@ def summarize_group(name: str, results: Sequence[CaseResult]) -> GroupSummary:
         volume_mae_ml_model=mae_model,
         volume_mae_ml_abc2=mae_abc2,
         volume_mae_ml_abc2_kothari=mae_kothari,
+        volume_mae_ml_abc2_of_prediction=float(np.abs(abc2_of_prediction).mean()),
         volume_bias_ml_model=float(model.mean()),
         volume_bias_ml_abc2=float(abc2.mean()),
         volume_bias_ml_abc2_kothari=float(kothari.mean()),

@@ -6,6 +6,7 @@
     DIR/dataset.json           optional:
         {
           "labels": "multiclass" | "binary",          # optional, overrides the detection below
+                                                      # (an nnU-Net style {"name": value} table is ignored)
           "cases": {"case0001": {"type": "IPH+IVH"},  # "+"-joined type names, or "none"
                     "case0002": {"type": "SAH"}}
         }
@@ -57,7 +58,7 @@ def _case_names(folder: Path) -> set[str]:
 
 def _parse_types(text: object, where: str) -> tuple[Hemorrhage, ...]:
     if not isinstance(text, str):
-        raise InputError(f"{where}: 'type' must be a string such as \"IPH+IVH\" or \"none\"")
+        raise InputError(f'{where}: \'type\' must be a string such as "IPH+IVH" or "none"')
     if text.strip().lower() == "none":
         return ()
     try:
@@ -74,8 +75,10 @@ def _read_dataset_json(path: Path, names: set[str]) -> tuple[str | None, dict[st
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object with 'cases' and optionally 'labels'")
     labels = data.get("labels")
+    if isinstance(labels, dict):  # an nnU-Net style label table: not ours, detection decides
+        labels = None
     if labels not in (None, "binary", "multiclass"):
-        raise InputError(f"{path}: 'labels' must be \"binary\" or \"multiclass\", not {labels!r}")
+        raise InputError(f'{path}: \'labels\' must be "binary" or "multiclass", not {labels!r}')
     cases = data.get("cases", {})
     if not isinstance(cases, dict):
         raise InputError(f"{path}: 'cases' must map case names to objects")
@@ -85,27 +88,32 @@ def _read_dataset_json(path: Path, names: set[str]) -> tuple[str | None, dict[st
     types = {}
     for name, entry in cases.items():
         if not isinstance(entry, dict):
-            raise InputError(f"{path}: case {name!r} must be an object such as {{\"type\": \"IPH\"}}")
+            raise InputError(f'{path}: case {name!r} must be an object such as {{"type": "IPH"}}')
         if "type" in entry:
             types[name] = _parse_types(entry["type"], f"{path}: case {name!r}")
     return labels, types
 
 
-def _check_pair(image_path: Path, label_path: Path) -> None:
+def _load_header(path: Path) -> nib.Nifti1Image:
     try:
-        image, label = nib.load(str(image_path)), nib.load(str(label_path))
+        return nib.load(str(path))
     except Exception as exc:  # nibabel raises many kinds
-        raise InputError(f"{image_path.parent.parent}: cannot read {image_path.name} ({exc})") from exc
+        raise InputError(f"{path}: not a readable NIfTI file ({exc})") from exc
+
+
+def _check_pair(name: str, image_path: Path, label_path: Path) -> None:
+    image, label = _load_header(image_path), _load_header(label_path)
     if image.shape[:3] != label.shape[:3]:
-        raise InputError(
-            f"case {image_path.name[: -len(SUFFIX)]}: image shape {image.shape} differs from label shape {label.shape}"
-        )
+        raise InputError(f"case {name}: image shape {image.shape} differs from label shape {label.shape}")
     if not np.allclose(image.affine, label.affine, atol=AFFINE_TOLERANCE_MM):
-        raise InputError(f"case {image_path.name[: -len(SUFFIX)]}: image and label lie on different grids (affines differ)")
+        raise InputError(f"case {name}: image and label lie on different grids (their affines differ)")
 
 
 def _max_label(label_path: Path) -> int:
-    data = np.asarray(nib.load(str(label_path)).dataobj)
+    try:
+        data = np.asarray(nib.load(str(label_path)).dataobj)
+    except Exception as exc:  # truncated or corrupt data behind a readable header
+        raise InputError(f"{label_path}: cannot read the label data ({exc})") from exc
     if data.size == 0:
         raise InputError(f"{label_path}: empty label map")
     if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):
@@ -122,7 +130,9 @@ def load_testset(root: Path) -> TestSet:
     images, labels = root / "images", root / "labels"
     for folder in (images, labels):
         if not folder.is_dir():
-            raise InputError(f"{root}: no {folder.name}/ folder (expected images/<case>.nii.gz and labels/<case>.nii.gz)")
+            raise InputError(
+                f"{root}: no {folder.name}/ folder (expected images/<case>.nii.gz and labels/<case>.nii.gz)"
+            )
     image_names, label_names = _case_names(images), _case_names(labels)
     if image_names != label_names:
         missing_label = sorted(image_names - label_names)
@@ -143,7 +153,7 @@ def load_testset(root: Path) -> TestSet:
     cases = []
     for name in sorted(image_names):
         image_path, label_path = images / f"{name}{SUFFIX}", labels / f"{name}{SUFFIX}"
-        _check_pair(image_path, label_path)
+        _check_pair(name, image_path, label_path)
         cases.append(TestCase(name, image_path, label_path, declared_types.get(name), _max_label(label_path)))
 
     binary = declared_labels == "binary" or (
@@ -151,5 +161,7 @@ def load_testset(root: Path) -> TestSet:
     )
     if binary and declared_labels == "binary" and any(case.max_label > 1 for case in cases):
         bad = [case.name for case in cases if case.max_label > 1]
-        raise InputError(f"{root}: dataset.json says binary labels but {', '.join(bad[:5])} hold values above 1")
+        raise InputError(
+            f"{root}: dataset.json says binary labels but {', '.join(bad[:5])} hold values above 1"
+        )
     return TestSet(root, tuple(cases), binary)

@@ -1,0 +1,144 @@
+"""One synthetic case: scanner geometry, anatomy, hemorrhages, noise, and the truth sidecar."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ..geometry import VolumeGeometry
+from ..labels import Hemorrhage
+from .anatomy import Anatomy, build_anatomy, sample_head
+from .grid import HeadGrid
+from .lesions import Bleed, draw_edh, draw_iph, draw_ivh, draw_sah, draw_sdh
+from .options import SynthCase, SynthOptions
+from .real_masks import RealMaskLibrary, draw_real_iph
+from .scanner import sample_scan
+
+log = logging.getLogger(__name__)
+
+PAINT_ORDER = (Hemorrhage.SAH, Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IVH, Hemorrhage.IPH)
+MIN_LESION_VOXELS = 8
+
+
+def choose_types(rng: np.random.Generator, options: SynthOptions) -> list[Hemorrhage]:
+    allowed = sorted(set(options.types))
+    if not allowed or rng.random() < options.p_no_hemorrhage:
+        return []
+    count = min(len(allowed), int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1])))
+    chosen = {Hemorrhage(int(t)) for t in rng.choice(allowed, size=count, replace=False)}
+    if Hemorrhage.IPH in chosen and Hemorrhage.IVH in allowed and rng.random() < 0.35:
+        chosen.add(Hemorrhage.IVH)  # IPH with ventricular extension
+    return sorted(chosen)
+
+
+def draw_bleeds(grid: HeadGrid, anatomy, rng: np.random.Generator, types: list[Hemorrhage],
+                masks: RealMaskLibrary | None) -> list[Bleed]:
+    bleeds: list[Bleed] = []
+    extension = Hemorrhage.IPH in types and Hemorrhage.IVH in types and rng.random() < 0.6
+    for kind in types:
+        for _attempt in range(4):  # a lesion drawn outside the slab of slices is drawn again
+            if kind is Hemorrhage.IPH and masks is not None:
+                drawn = draw_real_iph(grid, anatomy, rng, masks, allow_ivh=Hemorrhage.IVH in types)
+            elif kind is Hemorrhage.IPH:
+                drawn = draw_iph(grid, anatomy, rng, with_extension=extension)
+            elif kind is Hemorrhage.IVH:
+                if extension and rng.random() < 0.5:
+                    break  # the extension of the IPH is the IVH
+                drawn = draw_ivh(grid, anatomy, rng)
+            else:
+                drawn = {Hemorrhage.SAH: draw_sah, Hemorrhage.SDH: draw_sdh, Hemorrhage.EDH: draw_edh}[kind](
+                    grid, anatomy, rng)
+            if any(b.voxels() >= MIN_LESION_VOXELS for b in drawn if b.type is kind):
+                bleeds.extend(drawn)
+                break
+    order = {t: i for i, t in enumerate(PAINT_ORDER)}
+    return sorted(bleeds, key=lambda b: order[b.type])
+
+
+def paint(hu: np.ndarray, labels: np.ndarray, bleeds: list[Bleed], anatomy, rng: np.random.Generator) -> None:
+    for bleed in bleeds:  # perihematomal edema first, so that blood paints over it
+        sd = bleed.signed_distance
+        if bleed.edema_mm > 0 and sd is not None:
+            ring = anatomy.brain[sd.box] & (sd.data < 0) & (sd.data > -bleed.edema_mm)
+            falloff = np.clip(1 + sd.data / bleed.edema_mm, 0, 1)
+            hu[sd.box][ring] -= (float(rng.uniform(5, 11)) * falloff[ring]).astype(np.float32)
+    for bleed in bleeds:
+        w, box = bleed.weight.data, bleed.weight.box
+        inside = w > 0
+        target = hu[box]
+        target[inside] = target[inside] * (1 - w[inside]) + bleed.density_hu * w[inside]
+        labels[box][w >= 0.5] = int(bleed.type)
+
+
+def add_noise(hu: np.ndarray, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
+    """Scanner blur (a fraction of a millimetre) and slightly correlated quantum noise of 4-8 HU."""
+    sigma_px = 0.45 / pixel_mm
+    target = float(rng.uniform(3.5, 7.0))
+    # A Gaussian blur of sigma s pixels scales white noise by 1 / (2 sqrt(pi) s) in 2D.
+    gain = 2 * np.sqrt(np.pi) * max(sigma_px, 0.3)
+    hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(target * gain)
+    return gaussian_filter(hu, sigma=(0, sigma_px, sigma_px), truncate=3.0)
+
+
+def label_volumes_ml(labels: np.ndarray, geometry: VolumeGeometry) -> dict[str, float]:
+    """Volume of each type present, from voxel counts and the true per-slice voxel volume."""
+    voxel_ml = geometry.voxel_volumes_ml()
+    out = {}
+    for kind in Hemorrhage:
+        per_slice = (labels == int(kind)).sum(axis=(1, 2))
+        if per_slice.any():
+            out[kind.name] = float(per_slice @ voxel_ml)
+    return out
+
+
+def make_truth(labels: np.ndarray, geometry: VolumeGeometry, seed: int, extras: dict) -> dict:
+    volumes = label_volumes_ml(labels, geometry)
+    types = [k for k in (t.name for t in Hemorrhage) if k in volumes]
+    return {
+        "seed": seed,
+        "volumes_ml": {k: round(v, 6) for k, v in volumes.items()},
+        "total_ml": round(sum(volumes.values()), 6),
+        "types": types,
+        "classification": "+".join(types) if types else "none",
+        "geometry": geometry.describe(),
+        **extras,
+    }
+
+
+def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase, Anatomy]:
+    """The case and the anatomy it was drawn on (its tissue masks are what tests check lesions against)."""
+    options = options or SynthOptions()
+    rng = np.random.default_rng(seed)
+    head = sample_head(rng)
+    geometry, head_center, rotation, acquisition = sample_scan(rng, options, head.c)
+    rows, cols = geometry.rows, geometry.columns
+    down = 2 if rows % 2 == 0 and cols % 2 == 0 and min(rows, cols) >= 256 else 1
+    grid = HeadGrid(geometry, head_center, rotation, down)
+    anatomy = build_anatomy(grid, head, rng)
+    types = choose_types(rng, options)
+    masks = RealMaskLibrary.open(options.lesion_masks) if options.lesion_masks else None
+    bleeds = draw_bleeds(grid, anatomy, rng, types, masks)
+
+    hu = anatomy.hu.copy()
+    labels = np.zeros(geometry.shape, dtype=np.uint8)
+    paint(hu, labels, bleeds, anatomy, rng)
+    hu = add_noise(hu, rng, geometry.pixel_spacing[0])
+    hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    extras = {
+        "acquisition": {
+            "tilt_degrees": acquisition.tilt_degrees,
+            "nominal_thickness_mm": acquisition.nominal_thickness_mm,
+            "signed_pixels": acquisition.signed_pixels,
+            "manufacturer": acquisition.manufacturer,
+        },
+        "requested_types": [t.name for t in types],
+    }
+    truth = make_truth(labels, geometry, seed, extras)
+    return SynthCase(hu_int, labels, geometry, truth, acquisition, seed), anatomy
+
+
+def generate_case(seed: int, options: SynthOptions | None = None) -> SynthCase:
+    """A synthetic head CT with its label map; the same seed gives the same case."""
+    return simulate(seed, options)[0]

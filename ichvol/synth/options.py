@@ -1,0 +1,66 @@
+"""What a synthetic case may contain (SynthOptions) and what one generated case is (SynthCase)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry import VolumeGeometry
+from ..labels import Hemorrhage
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Choices for a synthetic dataset.
+
+    `slices` and `size` make small cases for tests: a fixed number of slices around the ventricles and a
+    square `size` x `size` matrix over the same field of view (so coarser pixels). Leave them None for
+    realistic cases (20-47 slices, 512 x 512, sometimes 586 columns).
+    """
+
+    types: tuple[Hemorrhage, ...] = tuple(Hemorrhage)
+    p_no_hemorrhage: float = 0.1
+    allow_tilt: bool = True
+    non_target_series: bool = True
+    lesion_masks: Path | None = None
+    slices: int | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_no_hemorrhage <= 1.0:
+            raise InputError(f"p_no_hemorrhage must lie in [0, 1], got {self.p_no_hemorrhage}")
+        if self.slices is not None and not 2 <= self.slices <= 400:
+            raise InputError(f"slices must be between 2 and 400, got {self.slices}")
+        if self.size is not None and not 32 <= self.size <= 1024:
+            raise InputError(f"size must be between 32 and 1024 pixels, got {self.size}")
+        if self.lesion_masks is not None and not Path(self.lesion_masks).is_dir():
+            raise InputError(f"lesion mask folder {self.lesion_masks} does not exist")
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the synthetic scanner wrote the series (kept for the DICOM writer)."""
+
+    tilt_degrees: float  # signed GantryDetectorTilt
+    nominal_thickness_mm: float
+    signed_pixels: bool  # True: signed pixels with intercept 0; False: unsigned with intercept -1024
+    reconstruction_diameter_mm: float
+    manufacturer: str
+    model: str
+    kvp: float
+    tube_current_ma: int
+    instances_from_top: bool  # InstanceNumber 1 at the top slice (as many scanners do) or at the bottom
+
+
+@dataclass(eq=False)
+class SynthCase:
+    hu: np.ndarray  # int16 (slice, row, column)
+    labels: np.ndarray  # uint8, 0 background, Hemorrhage values
+    geometry: VolumeGeometry
+    truth: dict  # the sidecar content (truth/<case>.json) without the UIDs, which the writer adds
+    acquisition: Acquisition
+    seed: int = 0
+    extras: dict = field(default_factory=dict)

@@ -1,0 +1,137 @@
+"""The DICOM listener: a pynetdicom SCP for C-ECHO and C-STORE. Handlers only translate events; the storing
+is InstanceStore's and the queueing the stability watcher's."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..config import Config, TLSConfig
+from ..db import audit
+from .spool import Spool
+from .store import OUT_OF_RESOURCES, AssociationTally, InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext | None:
+    if not tls.enabled:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.certificate), str(tls.key))
+    if tls.ca is not None:
+        context.load_verify_locations(str(tls.ca))
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL \
+        if tls.ca is not None else ssl.CERT_NONE
+    return context
+
+
+class Listener:
+    """Owns the AE and its server thread; start() returns once the port is bound."""
+
+    def __init__(self, config: Config, sessions: sessionmaker[Session]):
+        self.config = config
+        self.sessions = sessions
+        spool = Spool(config.spool_dir)
+        removed = spool.clean_temporary()
+        if removed:
+            log.warning("removed %d partial spool files left by an earlier run", removed)
+        self.store = InstanceStore(spool, sessions, config.listener.min_free_mb * 1024 * 1024)
+        self._tallies: dict[int, AssociationTally] = {}
+        self._lock = threading.Lock()
+        self._server = None
+
+    def make_ae(self) -> AE:
+        cfg = self.config.listener
+        ae = AE(ae_title=cfg.ae_title)
+        ae.maximum_associations = cfg.max_associations
+        ae.maximum_pdu_size = cfg.max_pdu_size
+        ae.acse_timeout = cfg.acse_timeout
+        ae.dimse_timeout = cfg.dimse_timeout
+        ae.network_timeout = cfg.network_timeout
+        ae.require_calling_aet = list(cfg.allowed_calling_aets)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        return ae
+
+    def start(self) -> tuple[str, int]:
+        cfg = self.config.listener
+        if not cfg.allowed_calling_aets:
+            log.warning("listener accepts associations from any calling AE (allowed_calling_aets is empty)")
+        handlers = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_CONN_CLOSE, self._on_close),
+        ]
+        self._server = self.make_ae().start_server(
+            (cfg.host, cfg.port), block=False, evt_handlers=handlers,
+            ssl_context=server_ssl_context(self.config.tls),
+        )
+        host, port = self._server.server_address[:2]
+        log.info("listening as %s on %s:%d%s", cfg.ae_title, host, port, " (TLS)" if self.config.tls.enabled else "")
+        return host, port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers: translate and delegate -------------------------------------------------------------
+    def _on_echo(self, event: evt.Event) -> int:
+        return 0x0000
+
+    def _on_store(self, event: evt.Event) -> int:
+        try:
+            encoded = event.encoded_dataset()
+            dataset = event.dataset
+        except Exception as exc:  # noqa: BLE001 - an undecodable dataset is the sender's problem
+            log.warning("C-STORE dataset cannot be decoded: %s", type(exc).__name__)
+            return 0xC000
+        tally = self._tallies.get(id(event.assoc))
+        try:
+            return self.store.store(encoded, dataset, tally)
+        except Exception:  # noqa: BLE001 - never a traceback back to pynetdicom, never a false success
+            log.exception("C-STORE failed")
+            return OUT_OF_RESOURCES
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        calling, address = _peer(event)
+        with self._lock:
+            self._tallies[id(event.assoc)] = AssociationTally(calling, address)
+        log.info("association accepted from %s (%s)", calling, address)
+        self._audit("association_accepted", calling_ae=calling, address=address)
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        calling, address = _peer(event)
+        log.warning("association rejected from %s (%s)", calling, address)
+        self._audit("association_rejected", calling_ae=calling, address=address)
+
+    def _on_close(self, event: evt.Event) -> None:
+        with self._lock:
+            tally = self._tallies.pop(id(event.assoc), None)
+        if tally is not None and tally.counts:
+            try:
+                self.store.audit_association(tally)
+            except Exception:  # noqa: BLE001
+                log.exception("cannot write the association's audit events")
+
+    def _audit(self, event_name: str, **details: str) -> None:
+        try:
+            with self.sessions.begin() as session:
+                audit.record(session, event_name, None, **details)
+        except Exception:  # noqa: BLE001 - auditing must not take the listener down
+            log.exception("cannot write audit event %s", event_name)
+
+
+def _peer(event: evt.Event) -> tuple[str, str]:
+    requestor = event.assoc.requestor
+    return str(requestor.ae_title or "").strip(), f"{requestor.address}:{requestor.port}"

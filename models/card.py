@@ -1,0 +1,88 @@
+"""MODEL_CARD.md: what a model folder was trained on, how it was trained, and figures measured on it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .config import ModelConfig
+from .folder import TRAINING_FILE
+
+EVALUATION_FILE = "evaluation.json"  # figures measured by `ichvol evaluate`, copied in by the maintainer
+
+
+def write_model_card(folder: Path, config: ModelConfig) -> Path:
+    folder = Path(folder)
+    training = _read_json(folder / TRAINING_FILE) or {}
+    evaluations = _read_json(folder / EVALUATION_FILE) or {}
+    data = training.get("data", {})
+    lines = [
+        f"# Model card: {config.name} {config.version}",
+        "",
+        "**NOT FOR CLINICAL USE.** A research model. It was trained on synthetic data only and has not been "
+        "validated on patients; its output must not inform any diagnosis or treatment.",
+        "",
+        "## What it does",
+        "Two-stage (coarse-to-fine) 3D UNet (MONAI DynUNet) segmenting intracranial hemorrhage on non-contrast "
+        "head CT into IPH (1), IVH (2), SAH (3), SDH (4), EDH (5); 0 is background (labels.json).",
+        "",
+        "## Architecture and preprocessing (config.json)",
+        f"- Stage 1: patch {list(config.stage1.patch_size)}, filters {list(config.stage1.filters)}, "
+        f"head crop resampled in-plane to {config.stage1.in_plane_spacing_mm} mm.",
+        f"- Stage 2: patch {list(config.stage2.patch_size)}, filters {list(config.stage2.filters)}, on ROIs "
+        f"(stage-1 findings + {config.cascade.roi_margin_mm} mm margin) cropped at full resolution, "
+        "square in-plane, resized in-plane to the patch, slices kept.",
+        f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
+        "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
+        "apart from blood.",
+        f"- Sliding window, overlap {config.cascade.sliding_window_overlap}, blend '{config.cascade.blend_mode}' "
+        f"(averaged); mirror TTA {'on' if config.cascade.mirror_tta else 'off'}.",
+        "",
+        "## Training data",
+        f"- Source: {data.get('source', 'unknown')}",
+        f"- Cases: {data.get('n_train', '?')} training, {data.get('n_validation', '?')} validation "
+        f"(from {data.get('path', '?')}).",
+    ]
+    if data.get("description"):
+        lines.append(f"- {data['description']}")
+    lines += [
+        "",
+        "## Training",
+        f"- Seed {config.training.seed}; AdamW lr {config.training.learning_rate}, CosineAnnealingWarmRestarts; "
+        "DiceCE summed over deep-supervision outputs; augmentation: rotation +-"
+        f"{config.training.rotation_degrees} deg, flips, noise, smoothing, contrast.",
+        f"- Device: {training.get('device', '?')}; epochs per stage: {training.get('epochs', {})}; "
+        f"wall time: {training.get('seconds', {})} s.",
+        "",
+        "## Validation during training (metrics.csv)",
+    ]
+    lines += _best_rows(folder / "metrics.csv")
+    lines += ["", "## Evaluation (measured with `ichvol evaluate`)"]
+    if evaluations:
+        for name, summary in evaluations.items():
+            lines.append(f"### {name}")
+            lines += [f"- {key}: {value}" for key, value in summary.items()]
+    else:
+        lines.append("Not evaluated yet.")
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _best_rows(path: Path) -> list[str]:
+    if not path.is_file():
+        return ["- no metrics recorded"]
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = []
+    for stage in sorted({r["stage"] for r in rows}):
+        stage_rows = [r for r in rows if r["stage"] == stage]
+        best = max(stage_rows, key=lambda r: float(r["val_dice"]) if r["val_dice"] != "nan" else -1.0)
+        out.append(f"- Stage {stage}: {len(stage_rows)} epochs; best validation Dice {best['val_dice']} "
+                   f"(foreground {best['val_dice_foreground']}) at epoch {best['epoch']}.")
+    return out
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None

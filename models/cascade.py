@@ -1,0 +1,107 @@
+"""Coarse-to-fine inference: stage 1 on the coarse head volume finds hemorrhage regions (ROIs), stage 2
+segments each ROI cropped from the full-resolution volume and resized to its patch grid.
+
+Everything happens in index space on the image's own grid, so gantry tilt and uneven slice gaps need no
+resampling; only the in-plane pixel spacing (for resampling and margins) and the slice spacing (margins)
+come from the geometry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from .config import CascadeSettings, ModelConfig, StageConfig
+from .preprocess import (
+    Box,
+    coarse_shape,
+    enlarge,
+    foreground_boxes,
+    head_box,
+    merge_boxes,
+    normalize,
+    resize,
+    square_in_plane,
+)
+
+_TTA_FLIPS = ((4,), (3,), (3, 4))
+
+
+def stage_probabilities(
+    network: torch.nn.Module, image: torch.Tensor, stage: StageConfig, cascade: CascadeSettings
+) -> torch.Tensor:
+    """Softmax probabilities (C, z, y, x) of one stage over a normalised (channels, z, y, x) volume, by a
+    sliding window of the stage's patch (zero-padded where the volume is smaller), overlaps averaged."""
+    device = next(network.parameters()).device
+    batch = image[None].to(device)
+    amp = device.type == "cuda"
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, enabled=amp):
+            logits = sliding_window_inference(
+                x, roi_size=stage.patch_size, sw_batch_size=1, predictor=network,
+                overlap=cascade.sliding_window_overlap, mode=cascade.blend_mode,
+            )
+        return torch.softmax(logits.float(), dim=1)
+
+    with torch.inference_mode():
+        probs = run(batch)
+        if cascade.mirror_tta:
+            for dims in _TTA_FLIPS:
+                probs += torch.flip(run(torch.flip(batch, dims)), dims)
+            probs /= 1 + len(_TTA_FLIPS)
+    return probs[0].cpu()
+
+
+def stage1_rois(
+    network: torch.nn.Module, hu: np.ndarray, pixel_spacing: tuple[float, float], slice_spacing: float,
+    config: ModelConfig,
+) -> list[Box]:
+    """Stage 1 on the head crop resampled in-plane to the stage's spacing; returns the full-resolution
+    boxes (enlarged by the margin, nearby ones merged, squared in-plane) around what it found."""
+    head = head_box(hu, config.preprocessing, pixel_spacing)
+    crop = hu[head]
+    shape = coarse_shape(crop.shape, pixel_spacing, config.stage1.in_plane_spacing_mm)
+    image = resize(normalize(crop, config.preprocessing), shape)
+    coarse = stage_probabilities(network, image, config.stage1, config.cascade).argmax(0).numpy() > 0
+    scale = [crop.shape[i] / shape[i] for i in range(3)]
+    boxes = []
+    for box in foreground_boxes(coarse, config.cascade.min_roi_voxels):
+        boxes.append(tuple(
+            slice(offset.start + int(np.floor(s.start * f)), offset.start + int(np.ceil(s.stop * f)))
+            for s, f, offset in zip(box, scale, head, strict=True)
+        ))
+    return roi_boxes(boxes, hu.shape, pixel_spacing, slice_spacing, config.cascade)
+
+
+def roi_boxes(
+    boxes: list[Box], shape: tuple[int, int, int], pixel_spacing: tuple[float, float], slice_spacing: float,
+    cascade: CascadeSettings, margin_scale: float = 1.0,
+) -> list[Box]:
+    """Enlarge, merge and square hemorrhage boxes (full-resolution indices) the way the cascade does."""
+    margin = (
+        cascade.roi_margin_slices,
+        int(round(margin_scale * cascade.roi_margin_mm / pixel_spacing[0])),
+        int(round(margin_scale * cascade.roi_margin_mm / pixel_spacing[1])),
+    )
+    gap = (
+        max(1, int(round(cascade.merge_distance_mm / max(slice_spacing, 1e-3)))),
+        int(round(cascade.merge_distance_mm / pixel_spacing[0])),
+        int(round(cascade.merge_distance_mm / pixel_spacing[1])),
+    )
+    boxes = merge_boxes([enlarge(b, margin, shape) for b in boxes], gap)
+    return [square_in_plane(b, shape) for b in boxes]
+
+
+def roi_input_shape(box: Box, stage: StageConfig) -> tuple[int, int, int]:
+    """Stage 2 sees a ROI with its slices kept and the (square) in-plane extent resized to the patch."""
+    return (box[0].stop - box[0].start, stage.patch_size[1], stage.patch_size[2])
+
+
+def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, config: ModelConfig) -> np.ndarray:
+    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid."""
+    crop = hu[box]
+    image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2))
+    probs = stage_probabilities(network, image, config.stage2, config.cascade)
+    return resize(probs, crop.shape).argmax(0).numpy().astype(np.uint8)

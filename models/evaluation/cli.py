@@ -1,0 +1,86 @@
+"""`ichvol evaluate`: registered on the main app by ichvol/cli/model_cmd.py via register_evaluate(app)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ichvol.errors import InputError
+
+from .report import TABLE_HEADER, table_rows, write_report
+from .run import evaluate_testset
+from .summary import summarize, summary_dict
+from .testset import load_testset
+
+
+def _load_predictor(model: Path | None, device: str):
+    from ichvol.models import default_model_path
+    from ichvol.models.predictor import CascadePredictor
+
+    return CascadePredictor.from_folder(model or default_model_path(), device=device)
+
+
+def evaluate_command(
+    testset: Annotated[
+        Path,
+        typer.Option(
+            "--testset",
+            help="folder with images/<case>.nii.gz, labels/<case>.nii.gz and optionally dataset.json",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="folder for summary.json, cases.csv, summary.md and plots")
+    ],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="model folder (default: the shipped model)")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Segment every case of a labelled test set and compare volumes with the truth and with ABC/2."""
+    console = Console()
+    tests = load_testset(testset)  # checks every file before the model is loaded
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    predictor = _load_predictor(model, device)
+    console.print(f"{len(tests.cases)} cases, {'binary' if tests.binary else 'multi-class'} labels")
+
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("evaluating", total=len(tests.cases))
+        for result in evaluate_testset(tests, predictor):
+            results.append(result)
+            progress.update(task, advance=1, description=f"{result.name}: DSC {result.dsc:.3f}")
+
+    rows = summarize(results)
+    algorithm = getattr(predictor, "algorithm", None)
+    extra = {
+        "testset": str(testset.resolve()),
+        "model": str(model.resolve()) if model else "default",
+        "algorithm": asdict(algorithm) if algorithm is not None else None,
+    }
+    write_report(
+        out,
+        results,
+        rows,
+        summary_dict(results, binary=tests.binary, extra=extra),
+        title=f"Evaluation on {testset.name}",
+    )
+
+    table = Table(title=f"Evaluation on {testset.name} ({len(results)} cases)")
+    for header in TABLE_HEADER:
+        table.add_column(header, justify="left" if header == "group" else "right")
+    for cells in table_rows(rows):
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"wrote {out}/summary.json, cases.csv, summary.md and plots")
+
+
+def register_evaluate(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,126 @@
+"""`ichvol train`: build the model folder, cache the data, train the requested stages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ichvol.errors import ConfigError, InputError
+
+from .card import write_model_card
+from .config import ModelConfig
+from .data import cache_items, find_cases, split_cases
+from .folder import CONFIG_FILE, TRAINING_FILE, read_config, write_config
+from .predictor import resolve_device
+from .train import METRICS_FILE, EpochResult, StageTrainer, checkpoint_path, truncate_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    data_dir: Path
+    out: Path
+    config: ModelConfig | None  # None: the folder's own config.json (resume) or the "small" config
+    stages: tuple[int, ...] = (1, 2)
+    epochs: int | None = None
+    device: str = "auto"
+    resume: bool = False
+
+
+@dataclass
+class TrainCallbacks:
+    on_stage: Callable[[int, int, int], None] | None = None  # stage, first epoch, last epoch
+    on_iteration: Callable[[int, int, float], None] | None = None  # epoch, iteration, running loss
+    on_epoch: Callable[[EpochResult], None] | None = None
+
+
+def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) -> ModelConfig:
+    callbacks = callbacks or TrainCallbacks()
+    out = Path(request.out)
+    config = _effective_config(request)
+    device = resolve_device(request.device)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    cases = find_cases(request.data_dir)
+    train_cases, val_cases = split_cases(cases, config.training.validation_fraction, config.training.seed)
+    write_config(out, config)
+    info = _read_training_info(out)
+    info["data"] = _describe_data(request.data_dir, train_cases, val_cases)
+    info["device"] = str(device)
+    for stage in request.stages:
+        trainer = StageTrainer(config, stage, out, device)
+        if request.resume and trainer.resume():
+            truncate_metrics(out / METRICS_FILE, stage, trainer.epoch)
+        elif checkpoint_path(out, stage).is_file():
+            raise InputError(f"{out} already holds a stage {stage} checkpoint: pass --resume to continue it "
+                             "or choose another --out")
+        if trainer.epoch >= config.training.epochs:
+            log.info("stage %d already trained for %d epochs", stage, trainer.epoch)
+            continue
+        started = time.perf_counter()
+        seed = config.training.seed + 1000 * stage
+        train_items = cache_items(train_cases, config, stage, seed)
+        val_items = cache_items(val_cases, config, stage, seed + 1)
+        log.info("stage %d: %d training items, %d validation items cached in %.1f s", stage, len(train_items),
+                 len(val_items), time.perf_counter() - started)
+        if callbacks.on_stage:
+            callbacks.on_stage(stage, trainer.epoch + 1, config.training.epochs)
+        trainer.fit(train_items, val_items, config.training.epochs, callbacks.on_iteration, callbacks.on_epoch)
+        info.setdefault("epochs", {})[f"stage{stage}"] = trainer.epoch
+        info.setdefault("seconds", {})[f"stage{stage}"] = round(
+            info.get("seconds", {}).get(f"stage{stage}", 0.0) + time.perf_counter() - started, 1)
+        (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_model_card(out, config)
+    return config
+
+
+def _effective_config(request: TrainRequest) -> ModelConfig:
+    from .config import load_config
+
+    out = Path(request.out)
+    existing = read_config(out) if (out / CONFIG_FILE).is_file() else None
+    if request.resume and existing is not None:
+        if request.config is not None and request.config.to_dict() != existing.to_dict():
+            differs = request.config.with_training(epochs=existing.training.epochs).to_dict() != existing.to_dict()
+            if differs:
+                raise ConfigError(f"{out}/{CONFIG_FILE} differs from --config: a resumed run keeps its config")
+        config = existing
+    else:
+        config = request.config or load_config("small")
+    if request.epochs is not None:
+        if request.epochs < 1:
+            raise InputError("--epochs must be at least 1")
+        config = config.with_training(epochs=request.epochs)
+    return config
+
+
+def _read_training_info(out: Path) -> dict:
+    path = out / TRAINING_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _describe_data(data_dir: Path, train_cases, val_cases) -> dict:
+    description = {
+        "path": str(data_dir),
+        "n_train": len(train_cases),
+        "n_validation": len(val_cases),
+        "validation_cases": [c.case_id for c in val_cases],
+        "source": "NIfTI images/ + labels/ folder",
+    }
+    # `ichvol synth` describes what it generated in dataset.json; keep its provenance with the model.
+    dataset_json = Path(data_dir) / "dataset.json"
+    if dataset_json.is_file():
+        try:
+            meta = json.loads(dataset_json.read_text())
+        except json.JSONDecodeError:
+            meta = {}
+        description["source"] = "synthetic (ichvol synth)" if meta.get("synthetic", True) else "dataset.json"
+        description["dataset"] = {k: v for k, v in meta.items() if k != "cases"} if isinstance(meta, dict) else {}
+    return description

@@ -1,0 +1,119 @@
+"""The public inference API: `CascadePredictor.from_folder(path).predict(ct_image) -> Prediction`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ichvol.errors import InputError
+from ichvol.image import CTImage
+from ichvol.labels import Hemorrhage
+from ichvol.results import AlgorithmInfo
+
+from .cascade import stage1_rois, stage2_labels, stage_probabilities
+from .config import ModelConfig
+from .folder import load_networks, read_config
+from .preprocess import head_box, normalize
+
+log = logging.getLogger(__name__)
+
+RoiBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (z0, z1), (y0, y1), (x0, x1), stop excl.
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # uint8 (z, y, x) on the image's own grid, values from ichvol.labels
+    seconds_stage1: float
+    seconds_stage2: float
+    seconds_total: float
+    rois: list[RoiBox] = field(default_factory=list)
+
+    def volumes_ml(self, voxel_volumes_ml: np.ndarray) -> dict[Hemorrhage, float]:
+        """Volume per type, given the geometry's per-slice voxel volumes."""
+        per_slice = {h: (self.labels == int(h)).sum(axis=(1, 2)) for h in Hemorrhage}
+        return {h: float((counts * voxel_volumes_ml).sum()) for h, counts in per_slice.items()}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise InputError(f"unknown device {device!r}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+class CascadePredictor:
+    """Both stages of one model folder, loaded once."""
+
+    def __init__(self, config: ModelConfig, networks: dict[int, torch.nn.Module], folder: Path | None = None):
+        self.config = config
+        self.networks = networks
+        self.folder = folder
+
+    @classmethod
+    def from_folder(cls, path: Path, device: str = "auto") -> CascadePredictor:
+        config = read_config(Path(path))
+        networks = load_networks(Path(path), config, resolve_device(device))
+        log.info("loaded model %s %s from %s", config.name, config.version, path)
+        return cls(config, networks, Path(path))
+
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        return AlgorithmInfo(name=self.config.name, version=self.config.version)
+
+    def predict(self, image: CTImage) -> Prediction:
+        hu = _checked_hu(image)
+        geometry = image.geometry
+        start = time.perf_counter()
+        boxes = stage1_rois(self.networks[1], hu, geometry.pixel_spacing, _slice_spacing(image), self.config)
+        after_stage1 = time.perf_counter()
+        labels = np.zeros(hu.shape, dtype=np.uint8)
+        for box in boxes:
+            roi = stage2_labels(self.networks[2], hu, box, self.config)
+            # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
+            region = labels[box]
+            region[roi > 0] = roi[roi > 0]
+        end = time.perf_counter()
+        log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s", len(boxes), after_stage1 - start,
+                 end - after_stage1)
+        return Prediction(
+            labels=labels,
+            seconds_stage1=after_stage1 - start,
+            seconds_stage2=end - after_stage1,
+            seconds_total=end - start,
+            rois=[tuple((s.start, s.stop) for s in box) for box in boxes],
+        )
+
+    def predict_single_stage(self, image: CTImage, stage: int = 2) -> Prediction:
+        """One stage's network over the whole full-resolution head crop by sliding window: the
+        non-cascaded baseline for benchmarks (timing and memory; stage 2 was trained on ROIs only)."""
+        hu = _checked_hu(image)
+        start = time.perf_counter()
+        head = head_box(hu, self.config.preprocessing, image.geometry.pixel_spacing)
+        stage_config = self.config.stage1 if stage == 1 else self.config.stage2
+        probs = stage_probabilities(self.networks[stage], normalize(hu[head], self.config.preprocessing),
+                                    stage_config, self.config.cascade)
+        labels = np.zeros(hu.shape, dtype=np.uint8)
+        labels[head] = probs.argmax(0).numpy().astype(np.uint8)
+        seconds = time.perf_counter() - start
+        return Prediction(labels=labels, seconds_stage1=seconds if stage == 1 else 0.0,
+                          seconds_stage2=seconds if stage == 2 else 0.0, seconds_total=seconds, rois=[])
+
+
+def _checked_hu(image: CTImage) -> np.ndarray:
+    hu = np.asarray(image.hu)
+    if hu.ndim != 3 or min(hu.shape) < 1:
+        raise InputError(f"expected a 3D CT volume, got shape {hu.shape}")
+    return hu.astype(np.float32, copy=False)
+
+
+def _slice_spacing(image: CTImage) -> float:
+    spacing = image.geometry.slice_spacing
+    return spacing if spacing > 0 else 5.0

@@ -1,0 +1,79 @@
+"""Small synthetic head CTs with known hemorrhage for the model tests (no dependency on ichvol.synth)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ichvol.geometry import VolumeGeometry
+from ichvol.image import CTImage
+from ichvol.nifti import write_volume
+
+TINY_CONFIG = {
+    "name": "ichvol-test-tiny",
+    "version": "0.0.1",
+    "stage1": {"patch_size": [8, 32, 32], "filters": [4, 8, 8], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+               "deep_supr_num": 1, "in_plane_spacing_mm": 4.0},
+    "stage2": {"patch_size": [8, 32, 32], "filters": [4, 8, 8], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+               "deep_supr_num": 1},
+    "cascade": {"roi_margin_mm": 6.0},
+    "training": {"epochs": 1, "iterations_per_epoch": 3, "batch_size": 2, "validation_fraction": 0.25},
+}
+
+
+def geometry(shape=(10, 64, 64), spacing=(2.0, 2.0), slice_step=5.0, tilt_degrees=0.0) -> VolumeGeometry:
+    z = np.arange(shape[0], dtype=float)
+    shift = np.tan(np.radians(tilt_degrees)) * slice_step  # tilt: each slice shifted along the column axis
+    positions = np.stack([np.zeros_like(z), -100.0 + z * shift, z * slice_step], axis=1)
+    return VolumeGeometry(positions, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), spacing,
+                          shape[1], shape[2])
+
+
+def head(shape=(10, 64, 64), lesions=((1, (5, 28, 24), (2, 7, 6)),), seed=0, calcification=True):
+    """(hu int16, labels uint8): skull ellipse, brain, optional calcification, ellipsoid lesions given as
+    (label, centre zyx, radii zyx in voxels)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape, dtype=float)
+    cy, cx = shape[1] / 2, shape[2] / 2
+    r = np.sqrt(((y - cy) / (0.42 * shape[1])) ** 2 + ((x - cx) / (0.36 * shape[2])) ** 2)
+    hu = np.full(shape, -1000.0)
+    hu[r < 1.0] = 1000.0
+    hu[r < 0.88] = 32.0
+    labels = np.zeros(shape, dtype=np.uint8)
+    for label, (lz, ly, lx), (rz, ry, rx) in lesions:
+        inside = ((z - lz) / rz) ** 2 + ((y - ly) / ry) ** 2 + ((x - lx) / rx) ** 2 <= 1.0
+        inside &= r < 0.85
+        hu[inside] = 70.0
+        labels[inside] = label
+    if calcification:
+        hu[shape[0] // 2, int(cy) + 4: int(cy) + 6, int(cx) + 8: int(cx) + 10] = 250.0
+    hu += rng.normal(0.0, 4.0, shape) * (r < 0.88)
+    return hu.astype(np.int16), labels
+
+
+def ct_image(shape=(10, 64, 64), tilt_degrees=0.0, **kwargs) -> tuple[CTImage, np.ndarray]:
+    hu, labels = head(shape, **kwargs)
+    return CTImage(hu, geometry(shape, tilt_degrees=tilt_degrees)), labels
+
+
+def write_dataset(folder: Path, n_cases: int = 4, shape=(10, 64, 64)) -> Path:
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    for i in range(n_cases):
+        rng = np.random.default_rng(100 + i)
+        centre = (int(rng.integers(3, shape[0] - 3)), int(rng.integers(24, 40)), int(rng.integers(22, 42)))
+        hu, labels = head(shape, lesions=((1 + i % 2, centre, (2, 6, 5)),), seed=i)
+        write_volume(folder / "images" / f"case{i:03d}.nii.gz", hu, geometry(shape))
+        write_volume(folder / "labels" / f"case{i:03d}.nii.gz", labels, geometry(shape))
+    (folder / "dataset.json").write_text(json.dumps({"synthetic": True, "generator": "tests/model_phantoms"}))
+    return folder
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = json.loads(json.dumps(TINY_CONFIG))
+    for section, values in changes.items():
+        config[section].update(values)
+    path.write_text(json.dumps(config))
+    return path

@@ -1,0 +1,131 @@
+"""`ichvol evaluate` end to end: a real (tiny, untrained) model folder, small synthetic cases, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from ichvol.models.config import ModelConfig
+from ichvol.models.evaluation.cli import evaluate_command
+from ichvol.models.folder import write_config, write_weights
+from ichvol.models.network import build_network
+
+from ichvol.errors import ModelError
+from ichvol.nifti import write_volume
+from ichvol.synth import SynthOptions, generate_case
+
+REQUIRED_KEYS = {
+    "dsc_mean",
+    "iou_mean",
+    "precision_mean",
+    "recall_mean",
+    "volume_mae_ml_model",
+    "volume_mae_ml_abc2",
+    "volume_mae_ml_abc2_kothari",
+    "seconds_per_case",
+    "n_cases",
+}
+TINY = {
+    "name": "ichvol-eval-tiny",
+    "version": "0.0.1",
+    "stage1": {
+        "patch_size": [8, 32, 32],
+        "filters": [4, 8, 8],
+        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        "deep_supr_num": 1,
+        "in_plane_spacing_mm": 6.0,
+    },
+    "stage2": {
+        "patch_size": [8, 32, 32],
+        "filters": [4, 8, 8],
+        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        "deep_supr_num": 1,
+    },
+}
+
+
+def _ichvol(*args):
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "ichvol", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A model folder in the shipped format with seeded random weights: the predictor runs for real, its
+    masks are meaningless, which is all the plumbing needs."""
+    folder = tmp_path_factory.mktemp("model")
+    config = ModelConfig.from_dict(TINY)
+    write_config(folder, config)
+    torch.manual_seed(0)
+    for stage, stage_config in ((1, config.stage1), (2, config.stage2)):
+        write_weights(
+            folder, stage, build_network(stage_config, config.in_channels, config.num_classes).state_dict()
+        )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def testset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("testset")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    types = {}
+    for seed in (11, 12):
+        case = generate_case(seed, SynthOptions(slices=6, size=64, p_no_hemorrhage=0.0))
+        write_volume(root / "images" / f"case{seed}.nii.gz", case.hu, case.geometry)
+        write_volume(root / "labels" / f"case{seed}.nii.gz", case.labels, case.geometry)
+        types[f"case{seed}"] = case.truth["classification"]
+    return root, types
+
+
+def test_evaluate_end_to_end(tiny_model, testset, tmp_path):
+    root, types = testset
+    out = tmp_path / "out"
+    done = _ichvol(
+        "evaluate", "--testset", str(root), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "all cases" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert REQUIRED_KEYS <= set(summary)
+    assert summary["n_cases"] == 2
+    assert summary["labels"] == "multiclass"
+    assert summary["algorithm"]["name"] == "ichvol-eval-tiny"
+    assert 0.0 <= summary["dsc_mean"] <= 1.0
+    assert summary["volume_mae_ml_model"] >= 0 and summary["seconds_per_case"] > 0
+    lines = (out / "cases.csv").read_text().splitlines()
+    assert len(lines) == 3
+    assert sorted(line.split(",")[1] for line in lines[1:]) == sorted(types.values())
+    for name in ("summary.md", "bland_altman_model.png", "bland_altman_abc2.png", "volume_scatter.png"):
+        assert (out / name).stat().st_size > 0
+    true_total = sum(float(line.split(",")[7]) for line in lines[1:])
+    assert true_total > 0  # the synthetic cases hold hemorrhage and it was measured
+
+
+def test_bad_testset_gives_clean_error(tiny_model, testset, tmp_path):
+    root, _ = testset
+    broken = tmp_path / "broken"
+    (broken / "images").mkdir(parents=True)
+    (broken / "labels").mkdir()
+    for name in ("case11", "case12"):
+        (broken / "images" / f"{name}.nii.gz").write_bytes((root / "images" / f"{name}.nii.gz").read_bytes())
+    (broken / "labels" / "case11.nii.gz").write_bytes((root / "labels" / "case11.nii.gz").read_bytes())
+    done = _ichvol(
+        "evaluate", "--testset", str(broken), "--out", str(tmp_path / "o"), "--model", str(tiny_model)
+    )
+    assert done.returncode != 0
+    assert "no label for case12" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_model_is_a_model_error(testset, tmp_path):
+    # In-process (main() turns any IchvolError into a message and exit status, see the test above).
+    root, _ = testset
+    with pytest.raises(ModelError, match="no such model folder"):
+        evaluate_command(testset=root, out=tmp_path / "o", model=tmp_path / "nope", device="cpu")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,234 @@
+"""Faults with real processes and peers: `ichvol listen|work|serve` as subprocesses killed with SIGKILL,
+a destination that is down, garbage on the DICOM port, DICOM TLS. DCMTK storescu sends, DCMTK storescp
+receives. A tiny untrained model keeps the worker's cascade fast: these tests are about not losing or
+duplicating anything, not about the segmentation."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from peers import (
+    IchvolService,
+    ServiceDatabase,
+    StoreSCP,
+    echoscu,
+    fast_service_sections,
+    free_port,
+    ichvol_config,
+    ichvol_report,
+    make_tiny_model,
+    require,
+    storescu,
+    wait_until,
+    write_ct_series,
+    write_service_config,
+)
+
+pytestmark = pytest.mark.slow
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dcmtk():
+    require("storescu")
+    require("storescp")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One small CT study shared by the tests (each test has its own service and data folder)."""
+    files = write_ct_series(tmp_path_factory.mktemp("study"), slices=12, size=64)
+    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    return files, datasets[0].StudyInstanceUID, {ds.SOPInstanceUID for ds in datasets}
+
+
+def _config(tmp_path: Path, destination_port: int, model: Path | None = None, stable_seconds: float = 1,
+            lease_seconds: float = 30, **extra) -> tuple[Path, int, str]:
+    listen_port = free_port()
+    config = ichvol_config(tmp_path / "var", listen_port, [("PACS", "127.0.0.1", destination_port)],
+                           stable_seconds=stable_seconds,
+                           **fast_service_sections(model, lease_seconds=lease_seconds))
+    for name, settings in extra.items():
+        config[name] = {**config.get(name, {}), **settings}
+    path = write_service_config(tmp_path / "ichvol.toml", config)
+    return path, listen_port, config["database"]["url"]
+
+
+def _sent_objects(pacs: StoreSCP) -> list[tuple[str, str]]:
+    return sorted((ds.Modality, ds.SOPInstanceUID) for ds in pacs.received())
+
+
+def _assert_results_sent_once(pacs: StoreSCP, job: dict) -> None:
+    """Every object of the job arrived exactly once, with the SOP Instance UIDs minted for the job."""
+    expected = [(s["object"], s["sop_instance_uid"]) for s in job["sends"]]
+    assert sorted(expected) == _sent_objects(pacs)
+    assert job["uids"]["sr_sop_instance"] in {uid for _, uid in expected}
+    assert all(s["state"] == "SENT" for s in job["sends"]), job["sends"]
+
+
+def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study, tiny_model):
+    files, study_uid, sop_uids = study
+    with StoreSCP(tmp_path / "pacs") as pacs:
+        config, port, url = _config(tmp_path, pacs.port, tiny_model, stable_seconds=2)
+        db = ServiceDatabase(url)
+        listener = IchvolService(tmp_path, config, "listen", listen_port=port).start()
+        sent = storescu(port, files)
+        assert sent.returncode == 0, sent.stderr  # every instance acknowledged (status 0x0000)
+        listener.kill(signal.SIGKILL)  # before the study is stable: nothing queued yet
+        assert db.jobs(study_uid) == []
+
+        # What was acknowledged is on disk and in the database, in files the listener named.
+        spool = tmp_path / "var" / "spool"
+        rows = db.instances(study_uid)
+        assert {row.sop_instance_uid for row in rows} == sop_uids
+        for row in rows:
+            assert pydicom.dcmread(spool / row.spool_path, stop_before_pixels=True).SOPInstanceUID == \
+                row.sop_instance_uid
+
+        with IchvolService(tmp_path, config, "serve", listen_port=port, name="ichvol-serve-restarted") as serve:
+            pacs.wait_for_modalities(["SR"], 90, peers=[serve])
+            wait_until(lambda: all(j.state == "DONE" and j.sent_at for j in db.jobs(study_uid)), 30,
+                       "the job to be DONE and sent", peers=[serve])
+            time.sleep(3)  # longer than stable_seconds: nothing new arrived, so still one run
+            assert len(db.jobs(study_uid)) == 1
+        (report,) = ichvol_report(config, study_uid)
+        db.close()
+    assert report["instances"] == len(files)
+    assert len(report["jobs"]) == 1 and report["jobs"][0]["state"] == "DONE"
+    assert report["jobs"][0]["instances"] == len(files)
+    _assert_results_sent_once(pacs, report["jobs"][0])
+
+
+def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model):
+    files, study_uid, _ = study
+    with StoreSCP(tmp_path / "pacs") as pacs:
+        config, port, url = _config(tmp_path, pacs.port, tiny_model, lease_seconds=3)
+        db = ServiceDatabase(url)
+        with IchvolService(tmp_path, config, "listen", listen_port=port) as listener:
+            first = IchvolService(tmp_path, config, "work", name="ichvol-work-1").start()
+            wait_until(lambda: "polling for jobs" in first.log_text(), 90, "worker 1 to start", peers=[first])
+            assert storescu(port, files).returncode == 0
+            running = wait_until(lambda: [j for j in db.jobs(study_uid) if j.state == "RUNNING"], 60,
+                                 "worker 1 to claim the job", interval=0.05, peers=[listener, first])
+            first.kill(signal.SIGKILL)
+            (job,) = db.jobs(study_uid)
+            assert job.state == "RUNNING" and job.sends == [] and job.attempts == 1, "not killed mid-job"
+            assert running[0].lease_owner == job.lease_owner
+
+            with IchvolService(tmp_path, config, "work", name="ichvol-work-2") as second:
+                pacs.wait_for_modalities(["SR"], 120, peers=[listener, second])
+                wait_until(lambda: db.jobs(study_uid)[0].sent_at, 30, "all sends done", peers=[second])
+        (report,) = ichvol_report(config, study_uid)
+        db.close()
+    (job,) = report["jobs"]
+    assert job["state"] == "DONE" and job["attempts"] == 2
+    starts = [e for e in report["audit"] if e["event"] == "job_started"]
+    assert len(starts) == 2 and starts[0]["details"]["worker"] != starts[1]["details"]["worker"]
+    _assert_results_sent_once(pacs, job)
+
+
+def test_destination_down_for_a_while_gets_results_when_it_returns(tmp_path, study, tiny_model):
+    files, study_uid, _ = study
+    pacs_port = free_port()  # nothing listens there yet
+    config, port, url = _config(tmp_path, pacs_port, tiny_model)
+    db = ServiceDatabase(url)
+    with IchvolService(tmp_path, config, "serve", listen_port=port) as serve:
+        assert storescu(port, files).returncode == 0
+
+        def failed_twice() -> bool:
+            jobs = db.jobs(study_uid)
+            return bool(jobs) and bool(jobs[0].sends) and all(
+                s.attempts >= 2 and s.state != "SENT" and s.last_error for s in jobs[0].sends)
+
+        wait_until(failed_twice, 120, "two failed send attempts", peers=[serve])
+        (job,) = db.jobs(study_uid)
+        assert job.state == "DONE" and job.sent_at is None
+        with StoreSCP(tmp_path / "pacs", port=pacs_port) as pacs:
+            pacs.wait_for_modalities(["SR"], 30, peers=[serve])
+            wait_until(lambda: db.jobs(study_uid)[0].sent_at, 30, "all sends done", peers=[serve])
+            (report,) = ichvol_report(config, study_uid)
+    db.close()
+    (job,) = report["jobs"]
+    _assert_results_sent_once(pacs, job)
+    assert all(s["attempts"] >= 3 for s in job["sends"])
+    assert job["timings"]["inference_seconds"] is not None
+    assert len([e for e in report["audit"] if e["event"] == "job_started"]) == 1  # the model ran once
+    assert any(e["event"] == "send_retry" for e in report["audit"])
+
+
+@pytest.fixture(scope="module")
+def listener(tmp_path_factory):
+    """A bare `ichvol listen` (no worker, no model) for the protocol-level tests."""
+    tmp_path = tmp_path_factory.mktemp("listener")
+    config, port, _ = _config(tmp_path, free_port(), stable_seconds=60)
+    with IchvolService(tmp_path, config, "listen", listen_port=port) as service:
+        yield service, port
+
+
+def _exchange(port: int, payload: bytes) -> bytes:
+    """Send raw bytes to the DICOM port; return what the listener answers before it closes the socket."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(payload)
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("payload", [
+    bytes(range(256)) * 8,  # random-looking bytes: not a PDU
+    b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n",
+], ids=["random-bytes", "http-request"])
+def test_garbage_on_the_dicom_port_is_aborted_and_the_next_association_works(listener, payload, study):
+    service, port = listener
+    answer = _exchange(port, payload)
+    # Either an A-ABORT PDU (type 0x07) or a plain close; never an HTTP answer or an association.
+    assert answer == b"" or answer[0] == 0x07, answer[:32]
+    assert service.running
+    assert echoscu(port).returncode == 0
+    files, _, _ = study
+    assert storescu(port, files[:2]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory):
+    require("openssl")
+    out = tmp_path_factory.mktemp("tls")
+    subprocess.run(["bash", str(DEPLOY / "make-tls-certs.sh"), str(out)], check=True, capture_output=True,
+                   timeout=120)
+    return out
+
+
+def test_tls_listener_accepts_a_tls_client_and_refuses_a_plain_one(tmp_path, tls_certs, study):
+    files, study_uid, sop_uids = study
+    tls = {"certificate": str(tls_certs / "server.crt"), "key": str(tls_certs / "server.key"),
+           "ca": str(tls_certs / "ca.crt"), "require_client_certificate": True}
+    config, port, url = _config(tmp_path, free_port(), stable_seconds=60, tls=tls)
+    client = ["+tls", tls_certs / "client.key", tls_certs / "client.crt", "+cf", tls_certs / "ca.crt"]
+    with IchvolService(tmp_path, config, "listen", listen_port=port) as service:
+        assert echoscu(port, extra=client).returncode == 0
+        plain = echoscu(port)
+        assert plain.returncode != 0
+        anonymous = echoscu(port, extra=["+tla", "+cf", tls_certs / "ca.crt"])  # TLS, no client certificate
+        assert anonymous.returncode != 0
+        sent = storescu(port, files, extra=client)
+        assert sent.returncode == 0, sent.stderr
+        assert service.running
+    db = ServiceDatabase(url)
+    assert {row.sop_instance_uid for row in db.instances(study_uid)} == sop_uids
+    db.close()

@@ -1,0 +1,87 @@
+"""Model folders: written by training, refused when the weights do not fit the config."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ichvol.errors import ModelError
+from ichvol.models import default_model_path
+from ichvol.models.config import ModelConfig
+from ichvol.models.folder import read_config, write_config, write_weights
+from ichvol.models.network import build_network
+from ichvol.models.predictor import CascadePredictor
+from model_phantoms import TINY_CONFIG
+
+
+def _folder(tmp_path, weights_config: dict | None = None):
+    config = ModelConfig.from_dict(TINY_CONFIG)
+    source = ModelConfig.from_dict(weights_config) if weights_config else config
+    folder = tmp_path / "model"
+    write_config(folder, config)
+    for stage, stage_config in ((1, source.stage1), (2, source.stage2)):
+        write_weights(folder, stage, build_network(stage_config, source.in_channels, source.num_classes).state_dict())
+    return folder
+
+
+def test_matching_folder_loads(tmp_path):
+    predictor = CascadePredictor.from_folder(_folder(tmp_path), device="cpu")
+    assert predictor.algorithm.name == "ichvol-test-tiny" and predictor.algorithm.version == "0.0.1"
+
+
+def test_weights_of_another_width_are_refused(tmp_path):
+    wider = json.loads(json.dumps(TINY_CONFIG))
+    wider["stage2"]["filters"] = [6, 8, 8]
+    with pytest.raises(ModelError, match=r"stage2\.pt \(stage 2\): weights do not match .*another shape"):
+        CascadePredictor.from_folder(_folder(tmp_path, wider), device="cpu")
+
+
+def test_weights_of_another_depth_are_refused(tmp_path):
+    deeper = json.loads(json.dumps(TINY_CONFIG))
+    deeper["stage1"].update(filters=[4, 8, 8, 8], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2], [1, 2, 2]])
+    with pytest.raises(ModelError, match="unexpected tensors"):
+        CascadePredictor.from_folder(_folder(tmp_path, deeper), device="cpu")
+
+
+def test_missing_weights_and_missing_folder_are_model_errors(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "stage2.pt").unlink()
+    with pytest.raises(ModelError, match="missing weights stage2.pt"):
+        CascadePredictor.from_folder(folder, device="cpu")
+    with pytest.raises(ModelError, match="no such model folder"):
+        read_config(tmp_path / "nowhere")
+
+
+def test_corrupt_weights_file_is_a_model_error(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "stage1.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="cannot read weights"):
+        CascadePredictor.from_folder(folder, device="cpu")
+
+
+def test_cli_reports_a_mismatched_model_without_traceback(tmp_path):
+    wider = json.loads(json.dumps(TINY_CONFIG))
+    wider["stage1"]["filters"] = [4, 8, 12]
+    folder = _folder(tmp_path, wider)
+    image = tmp_path / "image.nii.gz"
+    from ichvol.nifti import write_volume
+    from model_phantoms import head, geometry
+
+    hu, _ = head((10, 64, 64))
+    write_volume(image, hu, geometry((10, 64, 64)))
+    result = subprocess.run([sys.executable, "-m", "ichvol", "predict", str(image), "--out", str(tmp_path / "o"),
+                             "--model", str(folder)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "weights do not match" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shipped_model_folder_is_complete_and_small():
+    folder = default_model_path()
+    if not folder.is_dir():
+        pytest.skip("the shipped model has not been trained into models/zoo yet")
+    for name in ("config.json", "labels.json", "stage1.pt", "stage2.pt", "metrics.csv", "MODEL_CARD.md"):
+        assert (folder / name).is_file(), name
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 30 * 2**20
+    assert "NOT FOR CLINICAL USE" in (folder / "MODEL_CARD.md").read_text()
+    CascadePredictor.from_folder(folder, device="cpu")  # weights match the config

@@ -1,0 +1,88 @@
+"""Architecture and configuration of the cascade stages."""
+
+import json
+
+import pytest
+import torch
+
+from ichvol.errors import ConfigError
+from ichvol.labels import NUM_CLASSES
+from ichvol.models.config import ModelConfig, load_config, named_configs
+from ichvol.models.network import build_network
+
+
+def _run_on_meta(stage, in_channels, train: bool):
+    with torch.device("meta"):
+        network = build_network(stage, in_channels, NUM_CLASSES)
+        network.train(train)
+        shapes = {}
+
+        def keep_shape(module, inputs, output):
+            shapes["bottleneck"] = tuple(output.shape)
+
+        network.bottleneck.register_forward_hook(keep_shape)
+        output = network(torch.empty(1, in_channels, *stage.patch_size))
+    return network, tuple(output.shape), shapes["bottleneck"]
+
+
+def test_named_configs_ship():
+    assert {"paper", "small"} <= set(named_configs())
+
+
+def test_paper_config_matches_the_published_network():
+    config = load_config("paper")
+    stage = config.stage1
+    assert stage.patch_size == (16, 320, 320)
+    assert len(stage.strides) >= 6
+    z_downsamplings = sum(s[0] == 2 for s in stage.strides)
+    in_plane_downsamplings = sum(s[1] == 2 for s in stage.strides)
+    assert (z_downsamplings, in_plane_downsamplings) == (2, 6)
+    network, output, bottleneck = _run_on_meta(stage, config.in_channels, train=True)
+    assert bottleneck[2:] == (4, 5, 5) == stage.bottleneck_shape
+    # Training mode: the full-size output plus one map per deep-supervision head, all at patch size.
+    assert output == (1, 1 + stage.deep_supr_num, NUM_CLASSES, 16, 320, 320)
+    blocks = [m for m in network.modules() if type(m).__name__ == "UnetResBlock"]
+    assert blocks and all(isinstance(b.norm1, torch.nn.BatchNorm3d) for b in blocks)
+
+
+def test_eval_mode_returns_only_the_final_map():
+    config = load_config("small")
+    _, output, _ = _run_on_meta(config.stage2, config.in_channels, train=False)
+    assert output == (1, NUM_CLASSES, *config.stage2.patch_size)
+
+
+def test_two_input_channels_keep_calcification_apart_from_blood():
+    from ichvol.models.preprocess import normalize
+
+    config = load_config("small")
+    values = normalize(torch.tensor([[[70.0, 85.0, 250.0, 1000.0]]]), config.preprocessing)
+    blood, dense_blood, calcification, bone = values[:, 0, 0].T
+    assert torch.equal(dense_blood[0:1], calcification[0:1])  # the blood window alone cannot tell them apart
+    assert calcification[1] > dense_blood[1] + 0.1 and bone[1] > calcification[1]
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = load_config("small")
+    path = tmp_path / "c.json"
+    path.write_text(config.to_json())
+    assert ModelConfig.from_file(path) == config
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"stage1": {"patch_size": [16, 100, 100]}}, "not divisible"),
+    ({"stage2": {"filters": [8, 16]}}, "filter counts"),
+    ({"cascade": {"roi_margin": 3}}, "unknown CascadeSettings keys"),
+])
+def test_invalid_config_is_refused_with_the_reason(tmp_path, change, message):
+    data = load_config("small").to_dict()
+    for section, values in change.items():
+        data[section].update(values)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_file(path)
+
+
+def test_unknown_config_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="neither a named config"):
+        load_config("no-such-config")

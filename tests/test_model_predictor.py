@@ -1,0 +1,94 @@
+"""The cascade predictor: labels on the image's own grid, ROIs from stage 1, stage 2 only where needed."""
+
+import numpy as np
+import pytest
+import torch
+
+from ichvol.image import CTImage
+from ichvol.labels import Hemorrhage
+from ichvol.models.cascade import roi_boxes
+from ichvol.models.config import CascadeSettings, ModelConfig
+from ichvol.models.network import build_network
+from ichvol.models.predictor import CascadePredictor
+from ichvol.models.preprocess import foreground_boxes, head_box
+from model_phantoms import TINY_CONFIG, ct_image
+
+
+def _predictor(stage1_class: int, stage2_class: int) -> CascadePredictor:
+    """Real networks whose output bias makes every voxel come out as one class: a stage that always (or
+    never) finds hemorrhage, so that the cascade's control flow can be checked exactly."""
+    config = ModelConfig.from_dict(TINY_CONFIG)
+    networks = {}
+    for stage, (stage_config, winner) in enumerate(((config.stage1, stage1_class), (config.stage2, stage2_class)), 1):
+        torch.manual_seed(stage)
+        network = build_network(stage_config, config.in_channels, config.num_classes)
+        with torch.no_grad():
+            network.output_block.conv.conv.weight.zero_()
+            network.output_block.conv.conv.bias.fill_(-10.0)
+            network.output_block.conv.conv.bias[winner] = 10.0
+        networks[stage] = network.eval()
+    return CascadePredictor(config, networks)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 18.5])
+def test_labels_come_back_on_the_original_grid(tilt):
+    image, _ = ct_image((9, 70, 58), tilt_degrees=tilt)
+    prediction = _predictor(Hemorrhage.IPH, Hemorrhage.SDH).predict(image)
+    assert prediction.labels.shape == image.hu.shape and prediction.labels.dtype == np.uint8
+    assert len(prediction.rois) == 1
+    (z0, z1), (y0, y1), (x0, x1) = prediction.rois[0]
+    inside = np.zeros(image.hu.shape, bool)
+    inside[z0:z1, y0:y1, x0:x1] = True
+    # Stage 2's class, and only inside the ROI that stage 1 produced (around the head, not the air).
+    assert set(np.unique(prediction.labels[inside])) == {int(Hemorrhage.SDH)}
+    assert not prediction.labels[~inside].any()
+    head = head_box(image.hu, ModelConfig.from_dict(TINY_CONFIG).preprocessing, image.geometry.pixel_spacing)
+    # Stage 1 found hemorrhage everywhere in the head crop: the ROI holds all of it.
+    assert y0 <= head[1].start and y1 >= head[1].stop and x0 <= head[2].start and x1 >= head[2].stop
+    assert prediction.seconds_total >= prediction.seconds_stage1 + prediction.seconds_stage2 - 1e-6
+
+
+def test_stage2_is_skipped_when_stage1_finds_nothing():
+    image, _ = ct_image((9, 64, 64))
+    predictor = _predictor(0, Hemorrhage.IPH)
+    calls = []
+    predictor.networks[2].register_forward_hook(lambda module, inputs, output: calls.append(1))
+    prediction = predictor.predict(image)
+    assert prediction.rois == [] and not prediction.labels.any() and calls == []
+    assert prediction.seconds_stage2 < 0.05
+
+
+def test_far_apart_lesions_give_separate_rois_and_near_ones_merge():
+    shape, spacing = (20, 200, 200), (0.5, 0.5)
+    mask = np.zeros(shape, bool)
+    mask[5:8, 20:30, 20:30] = True
+    mask[12:15, 160:170, 160:170] = True  # ~90 mm away
+    settings = CascadeSettings(roi_margin_mm=5.0, merge_distance_mm=20.0)
+    far = roi_boxes(foreground_boxes(mask, 1), shape, spacing, 5.0, settings)
+    assert len(far) == 2
+    for box in far:  # enlarged by the margin, square in-plane, inside the image
+        assert box[1].stop - box[1].start == box[2].stop - box[2].start
+        assert all(0 <= s.start < s.stop <= n for s, n in zip(box, shape))
+    mask[12:15, 160:170, 160:170] = False
+    mask[6:8, 40:44, 40:44] = True  # 5 mm away: one box
+    assert len(roi_boxes(foreground_boxes(mask, 1), shape, spacing, 5.0, settings)) == 1
+
+
+def test_single_stage_baseline_runs_over_the_whole_head():
+    image, _ = ct_image((9, 64, 64))
+    prediction = _predictor(0, Hemorrhage.IVH).predict_single_stage(image)
+    assert prediction.labels.shape == image.hu.shape and (prediction.labels == Hemorrhage.IVH).any()
+    assert prediction.rois == []
+
+
+def test_a_non_volume_is_an_input_error():
+    from ichvol.errors import InputError
+    from ichvol.geometry import VolumeGeometry
+
+    predictor = _predictor(0, 0)
+    image, _ = ct_image((9, 64, 64))
+    flat = CTImage.__new__(CTImage)
+    flat.hu, flat.geometry = np.zeros((64, 64)), image.geometry
+    with pytest.raises(InputError, match="3D"):
+        predictor.predict(flat)
+    assert isinstance(image.geometry, VolumeGeometry)

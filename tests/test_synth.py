@@ -1,0 +1,243 @@
+"""Synthetic head CT: determinism, truth volumes, tissue HU, lesion placement, tilt, DICOM validity, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from scipy.ndimage import binary_dilation
+
+from ichvol.errors import InputError
+from ichvol.geometry import VolumeGeometry
+from ichvol.labels import Hemorrhage
+from ichvol.nifti import read_volume
+from ichvol.synth import SynthOptions, generate_case, label_volumes_ml, write_dataset, write_dicom_study
+from ichvol.synth.case import simulate
+from ichvol.synth.dicom_writer import StudyPlan
+
+SMALL = dict(slices=12, size=128)
+
+
+def only(*types: Hemorrhage, **kw) -> SynthOptions:
+    return SynthOptions(types=types, p_no_hemorrhage=0.0, **{**SMALL, **kw})
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_case_and_different_seed_different_case():
+    a, b, c = (generate_case(s, SynthOptions(**SMALL)) for s in (11, 11, 12))
+    assert np.array_equal(a.hu, b.hu) and np.array_equal(a.labels, b.labels)
+    assert a.truth == b.truth
+    assert not np.array_equal(a.hu, c.hu)
+
+
+def test_dataset_bytes_are_reproducible(tmp_path):
+    options = SynthOptions(**SMALL)
+    ids = write_dataset(tmp_path / "one", 2, 5, ("dicom", "nifti"), options)
+    write_dataset(tmp_path / "two", 2, 5, ("dicom", "nifti"), options)
+    assert ids == ["case0000", "case0001"]
+    one, two = files_of(tmp_path / "one"), files_of(tmp_path / "two")
+    assert one.keys() == two.keys() and one == two
+    assert {"images/case0000.nii.gz", "labels/case0001.nii.gz", "truth/case0001.json"} <= one.keys()
+    other = files_of(write_dataset(tmp_path / "three", 1, 6, ("nifti",), options) and tmp_path / "three")
+    assert other["images/case0000.nii.gz"] != one["images/case0000.nii.gz"]
+
+
+def test_truth_volumes_match_the_label_map(tmp_path):
+    write_dataset(tmp_path, 3, 21, ("nifti",), SynthOptions(p_no_hemorrhage=0.0, **SMALL))
+    for case in ("case0000", "case0001", "case0002"):
+        truth = json.loads((tmp_path / "truth" / f"{case}.json").read_text())
+        labels, geometry = read_volume(tmp_path / "labels" / f"{case}.nii.gz")
+        image = nib.load(str(tmp_path / "images" / f"{case}.nii.gz"))
+        assert image.get_data_dtype() == np.int16 and labels.dtype == np.uint8
+        assert truth["types"], "p_no_hemorrhage=0 must give hemorrhage"
+        voxel_ml = geometry.voxel_volumes_ml()
+        for name, ml in truth["volumes_ml"].items():
+            counted = float((labels == Hemorrhage[name]).sum(axis=(1, 2)) @ voxel_ml)
+            assert counted == pytest.approx(ml, rel=1e-4)
+        assert truth["total_ml"] == pytest.approx(sum(truth["volumes_ml"].values()), rel=1e-6)
+        assert truth["classification"] == "+".join(truth["types"])
+        assert set(np.unique(labels)) - {0} == {Hemorrhage[n].value for n in truth["types"]}
+
+
+def test_truth_uses_true_voxel_volume_with_tilt_and_gaps():
+    case = generate_case(3, SynthOptions(types=(Hemorrhage.SDH,), p_no_hemorrhage=0.0, size=128))
+    g = case.geometry
+    # Rebuild the same grid with uneven gaps: the volume must follow the per-slice thickness.
+    gaps = np.full(g.shape[0] - 1, 5.0)
+    gaps[: g.shape[0] // 3] = 2.5
+    positions = g.positions[0] + np.concatenate([[0.0], np.cumsum(gaps)])[:, None] * np.array([0, 0, 1.0])
+    uneven = VolumeGeometry(positions, g.row_cosine, g.col_cosine, g.pixel_spacing, g.rows, g.columns)
+    per_slice = (case.labels == Hemorrhage.SDH).sum(axis=(1, 2))
+    assert label_volumes_ml(case.labels, uneven)["SDH"] == pytest.approx(float(per_slice @ uneven.voxel_volumes_ml()))
+
+
+def test_tissue_hounsfield_units_are_plausible():
+    case, anatomy = simulate(4, SynthOptions(p_no_hemorrhage=1.0, **SMALL))
+    hu = case.hu
+    assert np.median(hu[anatomy.hu < -900]) < -950  # air
+    assert 15 < np.median(hu[anatomy.brain]) < 45  # gray and white matter
+    ventricles = anatomy.all_ventricles
+    assert ventricles.sum() > 50
+    assert -5 < np.median(hu[ventricles]) < 20  # CSF
+    assert hu.max() > 900  # cortical bone
+    noise = np.std(hu[anatomy.brain].astype(float) - anatomy.hu[anatomy.brain])
+    assert 2.0 < noise < 12.0
+    assert case.truth["types"] == [] and case.truth["classification"] == "none" and not case.labels.any()
+
+
+def test_blood_is_dense():
+    for kind in Hemorrhage:
+        case = generate_case(31, only(kind))
+        core = case.labels == kind
+        assert core.sum() > 0, kind
+        assert 45 < np.median(case.hu[core]) < 95, kind
+
+
+def test_lesions_lie_where_their_type_belongs():
+    case, anatomy = simulate(8, only(Hemorrhage.SDH))
+    sdh = case.labels == Hemorrhage.SDH
+    bone = case.hu > 300
+    near_bone = binary_dilation(bone, structure=np.ones((1, 5, 5), bool))
+    assert (sdh & near_bone).sum() > 0.05 * sdh.sum()  # hugs the inner table
+    assert (sdh & anatomy.intracranial).sum() == sdh.sum()
+
+    case, anatomy = simulate(9, only(Hemorrhage.IVH))
+    ivh = case.labels == Hemorrhage.IVH
+    assert ivh.any() and (ivh & ~anatomy.all_ventricles).sum() == 0
+
+    case, anatomy = simulate(10, only(Hemorrhage.IPH))
+    iph = case.labels == Hemorrhage.IPH
+    assert iph.any() and (iph & ~anatomy.brain).sum() == 0
+
+    case, anatomy = simulate(12, only(Hemorrhage.SAH))
+    sah = case.labels == Hemorrhage.SAH
+    assert sah.any() and (sah & ~anatomy.csf_spaces).sum() == 0
+
+    case, anatomy = simulate(13, only(Hemorrhage.EDH))
+    edh = case.labels == Hemorrhage.EDH
+    assert edh.any() and (edh & near_bone).sum() > 0 if False else edh.any()
+    assert (edh & binary_dilation(case.hu > 300, structure=np.ones((1, 5, 5), bool))).sum() > 0
+
+
+def _tilted_seed() -> int:
+    for seed in range(200):
+        case = generate_case(seed, SynthOptions(slices=4, size=64, p_no_hemorrhage=1.0))
+        if abs(case.acquisition.tilt_degrees) > 5:
+            return seed
+    raise AssertionError("no tilted case in 200 seeds")
+
+
+def test_tilt_is_written_as_scanners_write_it(tmp_path):
+    seed = _tilted_seed()
+    case = generate_case(seed, SynthOptions(slices=8, size=64, p_no_hemorrhage=1.0))
+    files = write_dicom_study(case, tmp_path, "case0000", seed, non_target_series=False)
+    datasets = [pydicom.dcmread(f) for f in files]
+    iop = np.array(datasets[0].ImageOrientationPatient, float)
+    t = np.radians(case.acquisition.tilt_degrees)
+    assert np.allclose(iop, [1, 0, 0, 0, np.cos(t), -np.sin(t)], atol=1e-5)
+    positions = np.array([ds.ImagePositionPatient for ds in datasets], float)
+    assert np.allclose(positions[:, :2], positions[0, :2], atol=1e-3)  # the table steps along patient z
+    normal = np.cross(iop[:3], iop[3:])
+    order = np.argsort(positions @ normal)
+    geometry = VolumeGeometry(positions[order], iop[:3], iop[3:], tuple(map(float, datasets[0].PixelSpacing)),
+                              int(datasets[0].Rows), int(datasets[0].Columns))
+    assert geometry.tilt_degrees == pytest.approx(abs(case.acquisition.tilt_degrees), abs=0.01)
+    assert geometry.slice_spacing == pytest.approx(case.geometry.slice_spacing, abs=1e-3)
+    hu = np.stack([datasets[i].pixel_array * float(datasets[i].RescaleSlope) + float(datasets[i].RescaleIntercept)
+                   for i in order])
+    assert np.array_equal(hu, case.hu)
+
+
+def _seed_with_all_series() -> int:
+    for seed in range(100):
+        case = generate_case(seed, SynthOptions(slices=3, size=64))
+        plan = StudyPlan.draw(case, "case0000", seed, True)
+        if plan.scout and plan.bone and plan.dose:
+            return seed
+    raise AssertionError("no study with all series types in 100 seeds")
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+def test_every_series_type_passes_dciodvfy(tmp_path):
+    seed = _seed_with_all_series()
+    case = generate_case(seed, SynthOptions(slices=3, size=64))
+    files = write_dicom_study(case, tmp_path, "case0000", seed)
+    by_series: dict[str, Path] = {}
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        by_series.setdefault(str(ds.SeriesDescription), f)
+    assert len(by_series) == 4
+    kinds = {str(pydicom.dcmread(f).ImageType[2]) for f in by_series.values()}
+    assert {"AXIAL", "LOCALIZER", "OTHER"} <= kinds
+    for f in by_series.values():
+        result = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
+        report = result.stdout + result.stderr
+        assert "Error" not in report, f"{f.name}: {report}"
+
+
+def test_study_headers(tmp_path):
+    case = generate_case(2, SynthOptions(slices=3, size=64))
+    files = write_dicom_study(case, tmp_path, "case0007", 2, non_target_series=False)
+    ds = pydicom.dcmread(files[0])
+    assert ds.Modality == "CT" and ds.BodyPartExamined == "HEAD" and list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert str(ds.PatientName) == "SYNTH^CASE0007"
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (40.0, 80.0)
+    assert float(ds.RescaleIntercept) == (0.0 if case.acquisition.signed_pixels else -1024.0)
+    assert len({pydicom.dcmread(f).SOPInstanceUID for f in files}) == len(files)
+
+
+def test_real_lesion_masks_shape_the_iph(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    zz, yy, xx = np.mgrid[:8, :64, :64]
+    blob = ((xx - 30) ** 2 / 100 + (yy - 34) ** 2 / 60 + (zz - 4) ** 2 / 4 < 1).astype(np.int16)
+    affine = np.diag([-0.5, -0.5, 5.0, 1.0])
+    nib.save(nib.Nifti1Image(np.transpose(blob, (2, 1, 0)), affine), str(masks / "m1.nii.gz"))
+    case, anatomy = simulate(5, only(Hemorrhage.IPH, lesion_masks=masks))
+    iph = case.labels == Hemorrhage.IPH
+    assert iph.any() and (iph & ~anatomy.brain).sum() == 0
+    with pytest.raises(InputError):
+        generate_case(5, only(Hemorrhage.IPH, lesion_masks=tmp_path / "missing"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ichvol", "synth", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--cases", "1", "--types", "IPH,XYZ"), "XYZ"),
+    (("--cases", "0"), "--cases"),
+    (("--cases", "1", "--format", "jpeg"), "--format"),
+    (("--cases", "1", "--lesion-masks", "/nonexistent/masks"), "--lesion-masks"),
+])
+def test_cli_rejects_bad_options(tmp_path, monkeypatch, capsys, args, message):
+    from ichvol.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ichvol", "synth", "--out", str(tmp_path / "o"), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "truth").exists()
+
+
+def test_cli_writes_the_layout(tmp_path):
+    result = run_cli("--out", str(tmp_path), "--cases", "1", "--seed", "3", "--format", "both", "--types", "IPH,IVH",
+                     "--slices", "6", "--size", "64")
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((tmp_path / "truth" / "case0000.json").read_text())
+    assert set(truth["types"]) <= {"IPH", "IVH"}
+    assert truth["study_instance_uid"] == pydicom.dcmread(next((tmp_path / "dicom" / "case0000").glob("s002_*.dcm"))).StudyInstanceUID
+    assert (tmp_path / "images" / "case0000.nii.gz").is_file() and (tmp_path / "labels" / "case0000.nii.gz").is_file()
