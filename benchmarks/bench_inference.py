@@ -1,8 +1,9 @@
 """Seconds and peak memory of inference on one synthetic 28x512x512 study: the cascade (stage 1 and stage 2
 apart) against a plain single-stage full-resolution sliding window of the same network.
 
-Each variant runs in a fresh subprocess, so that its peak resident memory (ru_maxrss; CPU) or peak CUDA
-allocation (torch.cuda.max_memory_allocated) is its own.
+Each variant runs in a fresh subprocess, so that its peak resident memory (VmHWM; CPU) or peak CUDA
+allocation (torch.cuda.max_memory_allocated) is its own. "after load" is the peak once the model and the
+study are loaded, before the first prediction.
 
     python benchmarks/bench_inference.py [--model PATH] [--device cpu|cuda] [--repeats 3] [--threads 2]
         [--seed 20260401] [--json OUT.json]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -37,9 +39,19 @@ def _volume(case) -> float:
     return float((case.labels > 0).sum(axis=(1, 2)) @ case.geometry.voxel_volumes_ml())
 
 
-def worker(
-    variant: str, image_path: Path, model: Path | None, device: str, repeats: int, threads: int
-) -> dict:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. /proc's VmHWM starts afresh at exec; ru_maxrss (the fallback off
+    Linux) keeps the parent's peak across fork + exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(variant: str, image_path: Path, model: Path | None, device: str, repeats: int, threads: int) -> dict:
     """Runs in the subprocess: load, predict `repeats` times, report timings and peak memory."""
     import torch
     from ichvol.models import default_model_path
@@ -54,7 +66,7 @@ def worker(
     started = time.perf_counter()
     predictor = CascadePredictor.from_folder(model or default_model_path(), device=device)
     load_seconds = time.perf_counter() - started
-    rss_loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded_mb = peak_rss_mb()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     runs = []
@@ -78,7 +90,7 @@ def worker(
         "model_version": predictor.algorithm.version,
         "load_seconds": load_seconds,
         "runs": runs,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "rss_after_load_mb": rss_loaded_mb,
     }
     if device.startswith("cuda"):
@@ -123,14 +135,17 @@ def print_table(results: list[dict], header: dict) -> None:
     memory = "peak CUDA MB" if header["device"].startswith("cuda") else "peak RSS MB"
     table = Table(
         title=f"Inference on {header['study']['shape_zyx']} ({header['device']}, "
-        f"{header['threads']} threads, median of {header['repeats']})"
+        f"{header['threads']} threads, load average {header['load_average_1_5_15'][0]})"
     )
+    # seconds are medians over the runs
     for column in (
         "variant",
         "stage 1 s",
         "stage 2 s",
         "total s",
+        "runs",
         "first run s",
+        "MB after load",
         memory,
         "ROIs",
         "predicted ml",
@@ -144,7 +159,9 @@ def print_table(results: list[dict], header: dict) -> None:
             f"{m['stage1']:.2f}",
             f"{m['stage2']:.2f}",
             f"{m['total']:.2f}",
+            str(len(r["runs"])),
             f"{r['first_total_seconds']:.2f}",
+            f"{r['rss_after_load_mb']:.0f}",
             f"{peak:.0f}",
             str(r["runs"][-1]["rois"]),
             f"{r['runs'][-1]['predicted_ml']:.2f}",
@@ -153,12 +170,11 @@ def print_table(results: list[dict], header: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-repeats", type=int, default=1, help="repeats of the (slow) single-stage run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20260401)
     parser.add_argument("--json", type=Path, default=None)
@@ -168,11 +184,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        print(
-            json.dumps(worker(args.worker, args.image, args.model, args.device, args.repeats, args.threads))
-        )
+        print(json.dumps(worker(args.worker, args.image, args.model, args.device, args.repeats, args.threads)))
         return
 
+    load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         image_path = Path(tmp) / "study.nii.gz"
         study = make_study(image_path, args.seed)
@@ -181,8 +196,10 @@ def main() -> None:
         "study": study,
         "device": args.device,
         "threads": args.threads,
-        "repeats": args.repeats,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "repeats": {"cascade": args.repeats, "single-stage": args.baseline_repeats},
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs",
+        "load_average_1_5_15": load_before,
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
     print_table(results, header)
     if args.json:

@@ -22,7 +22,7 @@ fail() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 dcmtk_tool() {
     local dir
     for dir in /usr/bin /usr/local/bin; do
-        if [[ -x $dir/$1 ]] && "$dir/$1" --version 2>/dev/null | grep -qi dcmtk; then echo "$dir/$1"; return; fi
+        if [[ -x $dir/$1 && $("$dir/$1" --version 2>/dev/null) == *dcmtk* ]]; then echo "$dir/$1"; return; fi
     done
     fail "DCMTK $1 not found (Debian/Ubuntu: apt-get install dcmtk)"
 }
@@ -59,7 +59,7 @@ first=$(find "$demo_dir/study" -type f -name '*.dcm' | sort | head -n1)
 [[ -n $first ]] || first=$(find "$demo_dir/study" -type f ! -name '*.*' | sort | head -n1)
 [[ -n $first ]] || fail "ichvol synth wrote no DICOM files"
 study_uid=$(tag StudyInstanceUID "$first")
-n_files=$(find "$demo_dir/study" -type f | wc -l)
+n_files=$(find "$demo_dir/study" -type f -name "*.dcm" | wc -l)
 echo "    $n_files files, StudyInstanceUID $study_uid"
 
 step "Starting the receiving PACS (DCMTK storescp, AE PACS) on port $pacs_port"
@@ -78,7 +78,7 @@ done
 (echo > "/dev/tcp/127.0.0.1/$listen_port") 2>/dev/null || fail "ichvol serve is not listening on $listen_port"
 
 step "Sending the study with storescu (calling AE DEMO)"
-"$storescu" -aet DEMO -aec ICHVOL +sd +r 127.0.0.1 "$listen_port" "$demo_dir/study" > "$demo_dir/storescu.log" 2>&1 \
+"$storescu" -aet DEMO -aec ICHVOL +sd +r +sp "*.dcm" 127.0.0.1 "$listen_port" "$demo_dir/study" > "$demo_dir/storescu.log" 2>&1 \
     || { tail -n 20 "$demo_dir/storescu.log" >&2; fail "storescu failed"; }
 start=$SECONDS
 
@@ -106,6 +106,6 @@ for f in "$demo_dir"/received/*; do
 done
 
 step "ichvol report $study_uid"
-ichvol report "$study_uid"
+ichvol report "$study_uid" 2> "$demo_dir/report.log" || { cat "$demo_dir/report.log" >&2; fail "ichvol report failed"; }
 
 step "Done. Stopping ichvol and the receiver; files kept in $demo_dir"

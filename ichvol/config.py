@@ -2,7 +2,8 @@
 
 Every setting has a default, so `ichvol serve` runs with no file. A file may set any subset; an environment
 variable `ICHVOL_<SECTION>__<KEY>` (or `ICHVOL_<KEY>` for a top-level key such as `ICHVOL_DATA_DIR`) overrides
-both (a variable without "__" counts only when it names a top-level key). Environment values are read as TOML values when they parse as one (`11113`, `true`, `["A", "B"]`,
+both; a variable without "__" counts only when it names a top-level key, so other ICHVOL_* variables are left
+alone. Environment values are read as TOML values when they parse as one (`11113`, `true`, `["A", "B"]`,
 `[{ae_title = "PACS", host = "h", port = 4242}]`), else as plain strings. Unknown keys and wrong types raise a
 ConfigError naming the file (or variable) and the key. The result is a tree of frozen dataclasses that is built
 once and passed down.

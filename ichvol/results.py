@@ -14,8 +14,6 @@ from . import __version__
 from .measure import HemorrhageMeasurements
 
 
-
-
 @dataclass(frozen=True)
 class ResultUIDs:
     seg_series_uid: str

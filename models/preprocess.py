@@ -41,7 +41,7 @@ def head_box(hu: np.ndarray, pre: Preprocessing, pixel_spacing: tuple[float, flo
 def coarse_shape(shape_zyx: tuple[int, int, int], pixel_spacing: tuple[float, float], target_mm: float):
     """Shape after in-plane resampling to `target_mm` (the slice axis is kept: slices are thick already)."""
     z, y, x = shape_zyx
-    return (z, max(1, int(round(y * pixel_spacing[0] / target_mm))), max(1, int(round(x * pixel_spacing[1] / target_mm))))
+    return (z, max(1, round(y * pixel_spacing[0] / target_mm)), max(1, round(x * pixel_spacing[1] / target_mm)))
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int], mode: str = "trilinear") -> torch.Tensor:
@@ -81,9 +81,11 @@ def enlarge(box: Box, margin: tuple[int, int, int], shape: tuple[int, int, int])
 def square_in_plane(box: Box, shape: tuple[int, int, int]) -> Box:
     """Grow the shorter in-plane side so the box is square (so that resizing it keeps the aspect ratio)."""
     z, y, x = box
-    side = min(max(y.stop - y.start, x.stop - x.start), shape[1], shape[2])
+    side = max(y.stop - y.start, x.stop - x.start)
 
     def grow(s: slice, n: int) -> slice:
+        if side >= n:  # the image is narrower than the box along this axis: take all of it
+            return slice(0, n)
         extra = side - (s.stop - s.start)
         start = max(0, min(s.start - extra // 2, n - side))
         return slice(start, start + side)

@@ -446,7 +446,6 @@ TINY_MODEL_CONFIG = {
 def make_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A complete model folder (config.json, labels.json, stage1.pt, stage2.pt) the worker can load."""
     import torch
-
     from ichvol.models.config import ModelConfig
     from ichvol.models.folder import write_config, write_weights
     from ichvol.models.network import build_network
@@ -488,10 +487,9 @@ class ServiceDatabase:
         self.engine = sqlalchemy.create_engine(url)
 
     def jobs(self, study_uid: str) -> list[Any]:
+        from ichvol.db.models import Job
         from sqlalchemy import select
         from sqlalchemy.orm import Session
-
-        from ichvol.db.models import Job
 
         try:
             with Session(self.engine, expire_on_commit=False) as session:
@@ -504,10 +502,9 @@ class ServiceDatabase:
             return []
 
     def instances(self, study_uid: str) -> list[Any]:
+        from ichvol.db.models import Instance, Study
         from sqlalchemy import select
         from sqlalchemy.orm import Session
-
-        from ichvol.db.models import Instance, Study
 
         try:
             with Session(self.engine, expire_on_commit=False) as session:
@@ -529,3 +526,20 @@ def ichvol_report(config_path: Path, study_uid: str) -> list[dict]:
     if result.returncode != 0:
         raise AssertionError(f"ichvol report failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return json.loads(result.stdout)
+
+
+def synth_study(base_dir: Path, seed: int = 3, slices: int = 16, size: int = 96,
+                extra_series: bool = True) -> tuple[list[Path], str]:
+    """One small synthetic head CT study with hemorrhage from ichvol's synth (DICOM files, StudyInstanceUID),
+    written once per base_dir and reused (pass tmp_path_factory.getbasetemp() to share it in a session)."""
+    from ichvol.synth import SynthOptions, write_dataset
+
+    out = base_dir / f"synth-{seed}-{slices}-{size}-{int(extra_series)}"
+    done = out / "COMPLETE"
+    if not done.exists():
+        options = SynthOptions(slices=slices, size=size, p_no_hemorrhage=0.0, allow_tilt=False,
+                               non_target_series=extra_series)
+        write_dataset(out, 1, seed, ("dicom",), options)
+        done.touch()
+    files = sorted((out / "dicom").rglob("*.dcm"))
+    return files, str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)

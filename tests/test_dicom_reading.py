@@ -194,7 +194,7 @@ def test_files_without_preamble_or_meta_header_are_read(tmp_path):
     np.testing.assert_array_equal(image.hu, spec.hu())
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(gaps=st.lists(st.floats(0.5, 8.0), min_size=7, max_size=11), tilt=st.floats(-25.0, 25.0),
        seed=st.integers(0, 1000))
 def test_any_order_gaps_and_tilt_give_back_the_written_geometry(tmp_path_factory, gaps, tilt, seed):

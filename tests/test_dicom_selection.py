@@ -52,6 +52,12 @@ def test_bone_only_study_still_works_and_original_beats_reformat(tmp_path):
     write_series(tmp_path / "two", original)
     assert select_series(read_study(tmp_path / "two")).chosen == original.series_uid
 
+    soft_reformat = spec(kernel="UB", image_type=("DERIVED", "SECONDARY", "AXIAL"), series_number=8)
+    bone_original = spec(kernel="YC", series_number=3)
+    write_series(tmp_path / "three", soft_reformat)
+    write_series(tmp_path / "three", bone_original)
+    assert select_series(read_study(tmp_path / "three")).chosen == soft_reformat.series_uid
+
 
 def test_tilted_series_within_limit_passes_min_slices_is_a_parameter(tmp_path):
     from dicom_factory import tilted_orientation

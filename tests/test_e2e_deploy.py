@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from peers import StoreSCP, echoscu, require
 
 from ichvol.config import Config, load_config
-from peers import StoreSCP, echoscu, require
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -97,7 +97,8 @@ def test_orthanc_config_routes_to_the_listener_with_the_lua_script():
     config = json.loads((DEPLOY / "orthanc" / "orthanc.json").read_text())
     lua = (DEPLOY / "orthanc" / "route-to-ichvol.lua").read_text()
     assert Path(config["LuaScripts"][0]).name == "route-to-ichvol.lua"
-    assert config["DicomModalities"]["ichvol"]["AET"] == load_config(DEPLOY / "ichvol.toml", environ={}).listener.ae_title
+    listener = load_config(DEPLOY / "ichvol.toml", environ={}).listener
+    assert config["DicomModalities"]["ichvol"]["AET"] == listener.ae_title
     metadata = re.search(r"ROUTED_METADATA = '(\w+)'", lua).group(1)
     assert metadata in config["UserMetadata"]
     assert re.search(r"ICHVOL_MODALITY = '(\w+)'", lua).group(1) in config["DicomModalities"]

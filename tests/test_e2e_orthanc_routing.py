@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
-
 from peers import Orthanc, StoreSCP, require, wait_until, write_ct_series
+from pydicom.uid import generate_uid
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "orthanc"
 STABLE_AGE = 1

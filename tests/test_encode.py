@@ -106,33 +106,20 @@ def _ichvol(*args):
     )
 
 
-def test_cli_encode_study(tmp_path):
+def test_encode_study_on_tilted_uneven_series(tmp_path):
     datasets = ct_series(n_slices=10, tilt_degrees=18.5, gaps_mm=[5, 5, 5, 2.5, 7.5, 5, 5, 5, 5])
     study = write_series(datasets, tmp_path / "study")
     image = ct_image(datasets)
     labels = _labels(image.hu.shape)
     write_volume(tmp_path / "labels.nii.gz", labels, image.geometry)
 
-    run = _ichvol(
-        "encode",
-        study,
-        tmp_path / "labels.nii.gz",
-        "--out",
-        tmp_path / "out",
-        "--automatic",
-        "--algorithm-name",
-        "my-model",
-    )
-    assert run.returncode == 0, run.stderr
-    assert "IPH" in run.stdout and "SAH" in run.stdout and "seg.dcm" in run.stdout
+    algorithm = AlgorithmInfo(name="my-model", version="3.1")
+    result = encode_study(study, tmp_path / "labels.nii.gz", tmp_path / "out", algorithm)
+    assert result.seg_path == tmp_path / "out" / "seg.dcm"
     for name in ("seg.dcm", "sr.dcm"):
         assert dciodvfy(tmp_path / "out" / name)[0] == []
     summary = json.loads((tmp_path / "out" / "measurements.json").read_text())
-    assert summary["algorithm"] == {
-        "name": "my-model",
-        "version": summary["algorithm"]["version"],
-        "automatic": True,
-    }
+    assert summary["algorithm"] == {"name": "my-model", "version": "3.1", "automatic": True}
     expected = float(((labels == Hemorrhage.IPH).sum(axis=(1, 2)) * image.geometry.voxel_volumes_ml()).sum())
     assert summary["per_type"]["IPH"]["volume_ml"] == pytest.approx(expected, abs=1e-3)
 

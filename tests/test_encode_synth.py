@@ -42,7 +42,11 @@ def test_synth_then_encode_matches_truth(synth_dir, case, tilted, tmp_path):
     assert truth["total_ml"] > 0
 
     out = tmp_path / "out"
-    _ichvol("encode", synth_dir / "dicom" / case, synth_dir / "labels" / f"{case}.nii.gz", "--out", out)
+    flags = ("--automatic", "--algorithm-name", "my-model") if tilted else ()
+    run = _ichvol(
+        "encode", synth_dir / "dicom" / case, synth_dir / "labels" / f"{case}.nii.gz", "--out", out, *flags
+    )
+    assert all(name in run.stdout for name in truth["volumes_ml"]) and "seg.dcm" in run.stdout  # the table
 
     seg_errors, seg_warnings = dciodvfy(out / "seg.dcm")
     assert seg_errors == [] and seg_warnings == [], seg_errors + seg_warnings
@@ -65,5 +69,7 @@ def test_synth_then_encode_matches_truth(synth_dir, case, tilted, tmp_path):
     }
     assert volumes == pytest.approx(truth["volumes_ml"], rel=0.01)
     seg = hd.seg.segread(out / "seg.dcm")
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == ("AUTOMATIC" if tilted else "MANUAL")
+    assert seg.SegmentSequence[0].get("SegmentAlgorithmName") == ("my-model" if tilted else None)
     assert seg.StudyInstanceUID == truth["study_instance_uid"]
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == truth["series_instance_uid"]

@@ -5,6 +5,7 @@ duplicating anything, not about the segmentation."""
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from peers import (
     IchvolService,
     ServiceDatabase,
@@ -30,6 +30,7 @@ from peers import (
     write_ct_series,
     write_service_config,
 )
+from service_support import db_url  # noqa: F401 - the fixture (SQLite, and PostgreSQL when configured)
 
 pytestmark = pytest.mark.slow
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -111,10 +112,12 @@ def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study
     _assert_results_sent_once(pacs, report["jobs"][0])
 
 
-def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model):
+def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model, db_url):
+    """Separate `listen` and `work` processes sharing the queue (SQLite; also PostgreSQL when
+    ICHVOL_TEST_DATABASE_URL is set), as in deploy/systemd and deploy/compose.yaml."""
     files, study_uid, _ = study
     with StoreSCP(tmp_path / "pacs") as pacs:
-        config, port, url = _config(tmp_path, pacs.port, tiny_model, lease_seconds=3)
+        config, port, url = _config(tmp_path, pacs.port, tiny_model, lease_seconds=3, database={"url": db_url})
         db = ServiceDatabase(url)
         with IchvolService(tmp_path, config, "listen", listen_port=port) as listener:
             first = IchvolService(tmp_path, config, "work", name="ichvol-work-1").start()
@@ -168,41 +171,64 @@ def test_destination_down_for_a_while_gets_results_when_it_returns(tmp_path, stu
     assert any(e["event"] == "send_retry" for e in report["audit"])
 
 
+GARBAGE_TIMEOUTS = {"acse_timeout": 2, "network_timeout": 3, "dimse_timeout": 3}
+
+
 @pytest.fixture(scope="module")
 def listener(tmp_path_factory):
-    """A bare `ichvol listen` (no worker, no model) for the protocol-level tests."""
+    """A bare `ichvol listen` (no worker, no model) with short timeouts, for the protocol-level tests."""
     tmp_path = tmp_path_factory.mktemp("listener")
-    config, port, _ = _config(tmp_path, free_port(), stable_seconds=60)
+    config, port, url = _config(tmp_path, free_port(), stable_seconds=60, listener=GARBAGE_TIMEOUTS)
     with IchvolService(tmp_path, config, "listen", listen_port=port) as service:
-        yield service, port
+        yield service, port, url
 
 
-def _exchange(port: int, payload: bytes) -> bytes:
-    """Send raw bytes to the DICOM port; return what the listener answers before it closes the socket."""
+def _read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
+    """What the listener sends back, and whether it closed the connection within `limit` seconds."""
     answer = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(payload)
+    deadline = time.monotonic() + limit
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
         try:
-            while chunk := sock.recv(4096):
-                answer += chunk
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            break
         except ConnectionResetError:
-            pass
-    return answer
+            return answer, True
+        if not chunk:
+            return answer, True
+        answer += chunk
+    return answer, False
+
+
+def _is_abort_pdus(data: bytes) -> bool:
+    """Only A-ABORT PDUs (type 0x07, length 4)."""
+    return all(data[i] == 0x07 and data[i + 2:i + 6] == b"\x00\x00\x00\x04" for i in range(0, len(data), 10)) \
+        and len(data) % 10 == 0
 
 
 @pytest.mark.parametrize("payload", [
-    bytes(range(256)) * 8,  # random-looking bytes: not a PDU
+    random.Random(4).randbytes(2048),  # random bytes: not a PDU
+    b"\x01\x00\xff\xff\xff\xff" + bytes(64),  # an A-ASSOCIATE-RQ header declaring a 4 GiB PDU
     b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n",
-], ids=["random-bytes", "http-request"])
+], ids=["random-bytes", "huge-pdu-length", "http-request"])
 def test_garbage_on_the_dicom_port_is_aborted_and_the_next_association_works(listener, payload, study):
-    service, port = listener
-    answer = _exchange(port, payload)
-    # Either an A-ABORT PDU (type 0x07) or a plain close; never an HTTP answer or an association.
-    assert answer == b"" or answer[0] == 0x07, answer[:32]
+    service, port, url = listener
+    files, study_uid, _ = study
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as garbage:
+        garbage.sendall(payload)
+        # While the garbage connection is still open, a real sender is served.
+        assert echoscu(port).returncode == 0
+        assert storescu(port, files[:2]).returncode == 0
+        # The listener ends the garbage connection (A-ABORT and/or close) within its timeouts.
+        answer, closed = _read_until_closed(garbage, GARBAGE_TIMEOUTS["network_timeout"] + 7)
+    assert answer == b"" or _is_abort_pdus(answer), answer[:40]
+    assert closed, f"the listener kept the garbage connection open (answered {answer[:20]!r})"
     assert service.running
     assert echoscu(port).returncode == 0
-    files, _, _ = study
-    assert storescu(port, files[:2]).returncode == 0
+    db = ServiceDatabase(url)
+    assert len(db.instances(study_uid)) == 2  # only what storescu sent, nothing from the garbage
+    db.close()
 
 
 @pytest.fixture(scope="module")

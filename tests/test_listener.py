@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from ichvol.db.models import AuditEvent, Instance, Study
+from ichvol.listener.server import Listener
 from peers import echoscu, require, storescu, write_ct_series
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -15,8 +17,6 @@ from pynetdicom.sop_class import CTImageStorage
 from service_support import make_config, sessions_for
 from sqlalchemy import select, text
 
-from ichvol.db.models import AuditEvent, Instance, Study
-from ichvol.listener.server import Listener
 from ichvol.service.watcher import queue_stable
 
 

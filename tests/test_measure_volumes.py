@@ -144,9 +144,9 @@ def test_large_label_map_is_fast():
     labels[5:7, 100:103, 400:480] = Hemorrhage.SAH
     labels[20:30, 50:60, 300:310] = Hemorrhage.SDH
     labels[::7, ::50, ::50] = Hemorrhage.EDH  # many one-voxel lesions
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on a shared machine do not count
     result = measure_labels(labels, geometry)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert len(result.per_type) == 5
 
 

@@ -5,14 +5,14 @@ import subprocess
 import sys
 
 import pytest
-
-from ichvol.errors import ModelError
 from ichvol.models import default_model_path
 from ichvol.models.config import ModelConfig
 from ichvol.models.folder import read_config, write_config, write_weights
 from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
 from model_phantoms import TINY_CONFIG
+
+from ichvol.errors import ModelError
 
 
 def _folder(tmp_path, weights_config: dict | None = None):
@@ -65,8 +65,9 @@ def test_cli_reports_a_mismatched_model_without_traceback(tmp_path):
     wider["stage1"]["filters"] = [4, 8, 12]
     folder = _folder(tmp_path, wider)
     image = tmp_path / "image.nii.gz"
+    from model_phantoms import geometry, head
+
     from ichvol.nifti import write_volume
-    from model_phantoms import head, geometry
 
     hu, _ = head((10, 64, 64))
     write_volume(image, hu, geometry((10, 64, 64)))

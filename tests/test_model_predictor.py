@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 import torch
-
-from ichvol.image import CTImage
-from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_boxes
 from ichvol.models.config import CascadeSettings, ModelConfig
 from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
 from ichvol.models.preprocess import foreground_boxes, head_box
 from model_phantoms import TINY_CONFIG, ct_image
+
+from ichvol.image import CTImage
+from ichvol.labels import Hemorrhage
 
 
 def _predictor(stage1_class: int, stage2_class: int) -> CascadePredictor:
@@ -68,7 +68,7 @@ def test_far_apart_lesions_give_separate_rois_and_near_ones_merge():
     assert len(far) == 2
     for box in far:  # enlarged by the margin, square in-plane, inside the image
         assert box[1].stop - box[1].start == box[2].stop - box[2].start
-        assert all(0 <= s.start < s.stop <= n for s, n in zip(box, shape))
+        assert all(0 <= s.start < s.stop <= n for s, n in zip(box, shape, strict=True))
     mask[12:15, 160:170, 160:170] = False
     mask[6:8, 40:44, 40:44] = True  # 5 mm away: one box
     assert len(roi_boxes(foreground_boxes(mask, 1), shape, spacing, 5.0, settings)) == 1

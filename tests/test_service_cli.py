@@ -7,15 +7,24 @@ import json
 
 import pydicom
 import pytest
-from peers import IchvolService, echoscu, free_port, ichvol_config, require, storescu, toml_dumps, wait_until, \
-    write_ct_series
+from ichvol.db.engine import open_database
+from ichvol.db.models import AuditEvent, Job, JobState
+from peers import (
+    IchvolService,
+    echoscu,
+    free_port,
+    ichvol_config,
+    require,
+    storescu,
+    toml_dumps,
+    wait_until,
+    write_ct_series,
+)
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ichvol.cli import app
 from ichvol.config import load_config
-from ichvol.db.engine import open_database
-from ichvol.db.models import AuditEvent, Job, JobState
 from ichvol.errors import IchvolError
 
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from peers import IchvolService, StoreSCP, echoscu, free_port, ichvol_config, require, run_tool, storescu, \
-    toml_dumps
-
 from ichvol.models import default_model_path
+from peers import IchvolService, StoreSCP, echoscu, free_port, ichvol_config, require, run_tool, storescu, toml_dumps
 
 STABLE_SECONDS = 2
 

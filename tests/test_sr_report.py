@@ -75,6 +75,7 @@ def test_report_of_multi_type_map(tilt, tmp_path):
         assert reference.referenced_segment_numbers == [number]
         assert reference.referenced_sop_instance_uid == uids.seg_sop_instance_uid
         assert group.tracking_uid == seg.SegmentSequence[number - 1].TrackingUID
+        assert group.tracking_identifier == seg.SegmentSequence[number - 1].TrackingID
         assert (
             group.finding_type.value == {Hemorrhage.IPH: "274100004", Hemorrhage.IVH: "274110009"}[hemorrhage]
         )

@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
 def _run(config: Config, listen: bool, work: bool) -> None:
     from ..service.runner import Service
 
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per association is ours to log
     service = Service(config, listen=listen, work=work)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

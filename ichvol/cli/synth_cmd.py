@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,24 +13,27 @@ from ..errors import InputError
 from ..labels import Hemorrhage
 
 console = Console(stderr=True)
+ALL_TYPES = ",".join(Hemorrhage.__members__)
 FORMAT_CHOICES = {"dicom": ("dicom",), "nifti": ("nifti",), "both": ("dicom", "nifti")}
 
 
 def synth(
-    out: Path = typer.Option(..., "--out", help="Output folder (dicom/, images/, labels/, truth/)."),
-    cases: int = typer.Option(..., "--cases", help="Number of cases to write."),
-    seed: int = typer.Option(0, "--seed", help="Dataset seed: the same seed writes the same bytes."),
-    format: str = typer.Option("both", "--format", help="dicom, nifti or both."),
-    types: str = typer.Option(",".join(Hemorrhage.__members__), "--types",
-                              help="Hemorrhage types that may appear, e.g. IPH,IVH."),
-    lesion_masks: Path | None = typer.Option(None, "--lesion-masks",
-                                             help="Folder of real binary masks (*.nii.gz) for IPH/IVH shapes."),
-    no_hemorrhage: float = typer.Option(0.1, "--no-hemorrhage", help="Fraction of cases without hemorrhage."),
-    tilt: bool = typer.Option(True, "--tilt/--no-tilt", help="Allow gantry tilt."),
-    extra_series: bool = typer.Option(True, "--extra-series/--no-extra-series",
-                                      help="Add scout, bone-kernel and dose-report series to some studies."),
-    slices: int | None = typer.Option(None, "--slices", hidden=True, help="Fixed slice count (small test cases)."),
-    size: int | None = typer.Option(None, "--size", hidden=True, help="Square matrix size (small test cases)."),
+    out: Annotated[Path, typer.Option("--out", help="Output folder (dicom/, images/, labels/, truth/).")],
+    cases: Annotated[int, typer.Option("--cases", help="Number of cases to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="Dataset seed: the same seed writes the same bytes.")] = 0,
+    format: Annotated[str, typer.Option("--format", help="dicom, nifti or both.")] = "both",
+    types: Annotated[str, typer.Option("--types", help="Hemorrhage types that may appear, e.g. IPH,IVH.")] = ALL_TYPES,
+    lesion_masks: Annotated[Path | None, typer.Option(
+        "--lesion-masks", help="Folder of real binary masks (*.nii.gz) that shape IPH/IVH.")] = None,
+    no_hemorrhage: Annotated[float, typer.Option(
+        "--no-hemorrhage", help="Fraction of cases without hemorrhage.")] = 0.1,
+    tilt: Annotated[bool, typer.Option("--tilt/--no-tilt", help="Allow gantry tilt.")] = True,
+    extra_series: Annotated[bool, typer.Option(
+        "--extra-series/--no-extra-series",
+        help="Add scout, bone-kernel and dose-report series to some studies.")] = True,
+    workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel processes.")] = 1,
+    slices: Annotated[int | None, typer.Option("--slices", hidden=True, help="Fixed slice count (tests).")] = None,
+    size: Annotated[int | None, typer.Option("--size", hidden=True, help="Square matrix size (tests).")] = None,
 ) -> None:
     """Write N realistic synthetic head CT cases with hemorrhage labels and true volumes."""
     from ..synth import SynthOptions, write_dataset
@@ -44,6 +48,8 @@ def synth(
         raise InputError(f"--types: {exc}") from exc
     if not chosen and no_hemorrhage < 1.0:
         raise InputError("--types names no hemorrhage type; give at least one of IPH,IVH,SAH,SDH,EDH")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
     if lesion_masks is not None and not lesion_masks.is_dir():
         raise InputError(f"--lesion-masks: {lesion_masks} is not a folder")
     options = SynthOptions(types=chosen, p_no_hemorrhage=no_hemorrhage, allow_tilt=tilt,
@@ -57,7 +63,7 @@ def synth(
             progress.update(task, advance=1,
                             description=f"{truth['case_id']} {truth['classification']} {truth['total_ml']:.1f} ml")
 
-        ids = write_dataset(out, cases, seed, FORMAT_CHOICES[format], options, progress=advance)
+        ids = write_dataset(out, cases, seed, FORMAT_CHOICES[format], options, progress=advance, workers=workers)
     console.print(f"wrote {len(ids)} cases to {out}")
 
 

@@ -79,7 +79,8 @@ def _frame_values(frames: list[Frame]) -> list[np.ndarray]:
 def _rescaled(values: np.ndarray, frame: Frame) -> np.ndarray:
     """Hounsfield units: exact integers when slope and intercept are whole numbers, float otherwise."""
     if float(frame.slope).is_integer() and float(frame.intercept).is_integer():
-        return values.astype(np.int32) * int(frame.slope) + int(frame.intercept)
+        hu = values.astype(np.int32) * int(frame.slope) + int(frame.intercept)
+        return hu.astype(np.int16) if _INT16.min <= hu.min() and hu.max() <= _INT16.max else hu
     return (values.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
 
 

@@ -3,8 +3,9 @@
 Series descriptions are unreliable, so the choice rests on SOP class, modality, image type, geometry,
 kernel and slice count. A series qualifies when it is a CT image stack (classic or enhanced), not a
 localizer or projection, axial within `max_tilt_degrees` (so tilted gantry series pass) and has at least
-`min_slices` slice positions. Among those that qualify: ORIGINAL/PRIMARY before derived (axial reformats),
-soft-tissue kernel before unknown before bone/lung, then more slices, then the lower series number.
+`min_slices` slice positions. Among those that qualify: soft-tissue kernel before unknown before bone/lung
+(the kernel changes the image more than a reformat does), then ORIGINAL/PRIMARY before derived (axial
+reformats), then more slices, then the lower series number.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def _rank(series: SeriesScan) -> tuple:
     types = image_type(series)
     primary = int(types[:2] == ["ORIGINAL", "PRIMARY"])
     number = series.series_number
-    return (primary, int(classify_kernel(kernel(series))), distinct_positions(all_frames(series)),
+    return (int(classify_kernel(kernel(series))), primary, distinct_positions(all_frames(series)),
             -(number if number is not None else 10**9))
 
 

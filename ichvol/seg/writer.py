@@ -56,7 +56,7 @@ def segment_descriptions(
             segmented_property_type=codes.HEMORRHAGE,
             algorithm_type=algorithm_type,
             algorithm_identification=identification,
-            tracking_id=hemorrhage.description,
+            tracking_id=hemorrhage.name,  # the SR ROI group uses the same tracking identifier
             tracking_uid=segment_tracking_uid(uids, hemorrhage),
             anatomic_regions=[codes.ANATOMIC_REGION[hemorrhage]],
             display_color=hd.color.CIELabColor.from_rgb(*_DISPLAY_RGB[hemorrhage]),

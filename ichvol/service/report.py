@@ -6,11 +6,11 @@ import re
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..db import audit
-from ..db.models import Job, Study
+from ..db.models import Job, JobState, Send, SendState, Study
 from ..db.queue import find_studies
 from ..errors import InputError
 
@@ -81,9 +81,13 @@ def study_report(session: Session, key: str) -> list[dict]:
 
 
 def recent_jobs(session: Session, since_seconds: float, status: str | None) -> list[dict]:
-    """Jobs created in the last `since_seconds`, newest first, optionally only those in state `status`."""
+    """Jobs created in the last `since_seconds`, newest first, optionally only those in state `status`
+    ("failed" includes DONE jobs with a send that failed for good)."""
     query = select(Job).where(Job.stable_at >= time.time() - since_seconds).order_by(Job.id.desc())
-    if status:
+    if status and status.upper() == JobState.FAILED:
+        # "failed" also means results that never reached a destination, though the job itself is DONE.
+        query = query.where(or_(Job.state == JobState.FAILED, Job.sends.any(Send.state == SendState.FAILED)))
+    elif status:
         query = query.where(Job.state == status.upper())
     jobs = list(session.scalars(query))
     audit.record(session, "report_queried", None, query="list", since_seconds=since_seconds, status=status)

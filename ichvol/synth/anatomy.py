@@ -125,9 +125,10 @@ def build_anatomy(grid: HeadGrid, p: HeadParams, rng: np.random.Generator) -> An
     skull = p.skull * (1 + 0.18 * lf) * (1 - 0.4 * temporal)
     floor_dz = z - _skull_base_floor(x, y, p, lf)
     inner_depth = np.minimum(depth - p.scalp - skull, floor_dz)  # into the cranial cavity (mm)
-    base_t = float(rng.uniform(7.0, 13.0))
+    base_t = float(rng.uniform(4.0, 9.0))
     # > 0 in bone: under the outer table of the vault, or in the plate below the cranial floor
-    bone_field = np.maximum(p.scalp + skull - depth, floor_dz + base_t)
+    # (the vault's shell ends some way below the cranial floor: no skull ring around the neck)
+    bone_field = np.maximum(np.minimum(p.scalp + skull - depth, floor_dz + base_t + 25.0), floor_dz + base_t)
     u = np.clip((depth - p.scalp) / skull, 0, 1)
     vault = np.clip((np.abs(2 * u - 1) - 0.3) / 0.35, 0, 1)
     bone_hu = np.where(floor_dz < 0, p.hu_cortical_bone * (0.55 + 0.2 * texture),
@@ -249,6 +250,15 @@ def build_anatomy(grid: HeadGrid, p: HeadParams, rng: np.random.Generator) -> An
     if rng.random() < 0.5:
         _paint(hu, grid.ellipsoid_mask((0, 20, 3), (rng.uniform(1.5, 3.0),) * 3), float(rng.uniform(100, 300)),
                intracranial)
+    if rng.random() < 0.1:  # basal ganglia (globus pallidus) calcification
+        for side in (-1.0, 1.0):
+            dots = grid.ellipsoid_mask((side * 19, -1, 4), (rng.uniform(1.5, 3), rng.uniform(2, 5), 2.5))
+            _paint(hu, dots, float(rng.uniform(100, 250)), brain)
+    if rng.random() < 0.15:  # an old infarct: hypodense, not blood
+        side = float(rng.choice([-1.0, 1.0]))
+        center = (side * rng.uniform(25, 45), rng.uniform(-40, 50), rng.uniform(0, 45))
+        old = grid.ellipsoid_mask(center, rng.uniform(5, 18, 3), rotation_matrix(rng.uniform(-90, 90), 0, 0))
+        _paint(hu, old, float(p.hu_csf + rng.uniform(3, 12)), brain)
     if rng.random() < 0.2:
         plaque = grid.ellipsoid_mask((0, rng.uniform(-40, 40), rng.uniform(35, 60)), (2, 6, 4))
         _paint(hu, plaque, float(rng.uniform(200, 500)), falx)

@@ -15,6 +15,7 @@ from .lesions import Bleed, draw_edh, draw_iph, draw_ivh, draw_sah, draw_sdh
 from .options import SynthCase, SynthOptions
 from .real_masks import RealMaskLibrary, draw_real_iph
 from .scanner import sample_scan
+from .surroundings import add_head_holder, reconstruction_circle
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,18 @@ def paint(hu: np.ndarray, labels: np.ndarray, bleeds: list[Bleed], anatomy, rng:
     for bleed in bleeds:
         w, box = bleed.weight.data, bleed.weight.box
         inside = w > 0
+        # Clot is not uniform: a few HU of smooth texture around the bleed's mean density.
+        texture = gaussian_filter(rng.standard_normal(w.shape, dtype=np.float32), sigma=(0, 3, 3))
+        texture *= np.float32(rng.uniform(2.0, 5.0) / max(float(texture.std()), 1e-6))
+        density = bleed.density_hu + texture[inside]
         target = hu[box]
-        target[inside] = target[inside] * (1 - w[inside]) + bleed.density_hu * w[inside]
+        target[inside] = target[inside] * (1 - w[inside]) + density * w[inside]
         labels[box][w >= 0.5] = int(bleed.type)
 
 
 def add_noise(hu: np.ndarray, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
     """Scanner blur (a fraction of a millimetre) and slightly correlated quantum noise of 4-8 HU."""
-    sigma_px = 0.45 / pixel_mm
+    sigma_px = float(rng.uniform(0.3, 0.6)) / pixel_mm  # kernels differ in sharpness
     target = float(rng.uniform(3.5, 7.0))
     # A Gaussian blur of sigma s pixels scales white noise by 1 / (2 sqrt(pi) s) in 2D.
     gain = 2 * np.sqrt(np.pi) * max(sigma_px, 0.3)
@@ -122,10 +127,13 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
     bleeds = draw_bleeds(grid, anatomy, rng, types, masks)
 
     hu = anatomy.hu.copy()
+    if rng.random() < 0.8:
+        add_head_holder(hu, hu <= -999.0, grid, rng, (head.a, head.b))
     labels = np.zeros(geometry.shape, dtype=np.uint8)
     paint(hu, labels, bleeds, anatomy, rng)
     hu = add_noise(hu, rng, geometry.pixel_spacing[0])
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    hu_int[:, ~reconstruction_circle(geometry.shape)] = -1024
     extras = {
         "acquisition": {
             "tilt_degrees": acquisition.tilt_degrees,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +57,16 @@ def write_case(out: Path, index: int, seed: int, formats: frozenset[str], option
     return truth
 
 
+def _single_threaded() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the processes are the parallelism
+
+
 def write_dataset(out: Path, cases: int, seed: int, formats=("dicom", "nifti"), options: SynthOptions | None = None,
-                  progress: Callable[[int, dict], None] | None = None) -> list[str]:
-    """Write `cases` cases into `out`; case i uses case_seed(seed, i). `progress(i, truth)` is called after
-    each case. Returns the case ids."""
+                  progress: Callable[[int, dict], None] | None = None, workers: int = 1) -> list[str]:
+    """Write `cases` cases into `out`; case i uses case_seed(seed, i), so the bytes do not depend on
+    `workers` (parallel processes). `progress(i, truth)` is called as each case is done. Returns the ids."""
     formats = frozenset(formats)
     if not formats or not formats <= FORMATS:
         raise InputError(f"formats must be some of {sorted(FORMATS)}, got {sorted(formats)}")
@@ -69,10 +77,17 @@ def write_dataset(out: Path, cases: int, seed: int, formats=("dicom", "nifti"), 
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    ids = []
-    for index in range(cases):
-        truth = write_case(out, index, seed, formats, options)
-        ids.append(truth["case_id"])
-        if progress is not None:
-            progress(index, truth)
-    return ids
+    if workers <= 1 or cases == 1:
+        for index in range(cases):
+            truth = write_case(out, index, seed, formats, options)
+            if progress is not None:
+                progress(index, truth)
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked torch / thread state
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded) as pool:
+            futures = {pool.submit(write_case, out, i, seed, formats, options): i for i in range(cases)}
+            for future in as_completed(futures):
+                truth = future.result()
+                if progress is not None:
+                    progress(futures[future], truth)
+    return [case_id(i) for i in range(cases)]

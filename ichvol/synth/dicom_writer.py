@@ -104,7 +104,8 @@ def _base_dataset(case: SynthCase, case_id: str, ident: StudyIdentity, plan: Stu
     ds.ManufacturerModelName = case.acquisition.model
     ds.PatientName = f"SYNTH^{case_id.upper()}"
     ds.PatientID = f"SYN-{case_id}"
-    ds.PatientBirthDate = (plan.date.replace(month=1, day=1) - dt.timedelta(days=365 * plan.patient_age)).strftime("%Y%m%d")
+    birth = plan.date.replace(month=1, day=1) - dt.timedelta(days=365 * plan.patient_age)
+    ds.PatientBirthDate = birth.strftime("%Y%m%d")
     ds.PatientSex = plan.patient_sex
     ds.PatientAge = f"{plan.patient_age:03d}Y"
     ds.PatientIdentityRemoved = "YES"

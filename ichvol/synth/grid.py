@@ -73,7 +73,8 @@ class HeadGrid:
         jl = np.arange(self.coarse_shape[2], dtype=np.float64)
         coords = []
         for axis in range(3):
-            c = self._base[:, axis, None, None] + il[None, :, None] * self._dv[axis] + jl[None, None, :] * self._du[axis]
+            c = (self._base[:, axis, None, None] + il[None, :, None] * self._dv[axis]
+                 + jl[None, None, :] * self._du[axis])
             coords.append(c.astype(np.float32))
         self.x, self.y, self.z = coords
         self._row_taps = _bilinear_taps(rows, d)
@@ -117,7 +118,7 @@ class HeadGrid:
         if not condition.any():
             return None
         out = []
-        for axis, margin in zip(range(3), (0, 1, 1)):
+        for axis, margin in zip(range(3), (0, 1, 1), strict=True):
             others = tuple(a for a in range(3) if a != axis)
             idx = np.nonzero(condition.any(axis=others))[0]
             lo = max(int(idx.min()) - margin, 0)

@@ -94,7 +94,10 @@ def draw_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, with_ex
     q = q * (1 + 0.2 * _box_noise(grid, rng, box, max(2.0, radius / 3)))
     signed = grid.up_box((1 - q) * np.float32(radius), box)
     weight = _ramp(signed.data)
-    bleeds = [Bleed(Hemorrhage.IPH, Crop(signed.box, weight * anatomy.brain[signed.box]), density, edema, signed)]
+    # The core of a hematoma effaces the sulci it covers; its edge stays in the parenchyma.
+    box = signed.box
+    allowed = anatomy.brain[box] | (anatomy.csf_spaces[box] & (signed.data > 2.0))
+    bleeds = [Bleed(Hemorrhage.IPH, Crop(box, weight * allowed), density, edema, signed)]
     if with_extension:
         bleeds.append(Bleed(Hemorrhage.IVH, Crop(signed.box, weight * anatomy.all_ventricles[signed.box]), density))
     return bleeds
@@ -116,7 +119,7 @@ def draw_ivh(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator) -> list
     one = lateral[int(rng.integers(len(lateral)))]
     if rng.random() < 0.6:  # layering in the dependent (posterior, supine) part of the lateral ventricles
         parts = lateral if rng.random() < 0.6 else [one]
-        fill = rng.uniform(0.05, 0.5)
+        fill = rng.uniform(0.02, 0.5)
     else:  # a cast of one lateral ventricle with the third (and fourth)
         parts = [one] + [v[k] for k in ("third", "fourth") if k in v and (k == "third" or rng.random() < 0.5)]
         fill = rng.uniform(0.5, 1.0)
@@ -134,7 +137,7 @@ def draw_sah(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator) -> list
     if rng.random() < 0.45:  # convexity SAH: sulci and rim of one region
         direction = _unit([rng.choice([-1, 1]) * rng.uniform(0.3, 1), rng.uniform(-1, 1), rng.uniform(0.1, 1)])
         inner = np.array([p.a, p.b, p.c]) - p.scalp - p.skull
-        region = grid.ellipsoid_mask(direction * inner * 0.9, (rng.uniform(15, 45),) * 3)
+        region = grid.ellipsoid_mask(direction * inner * 0.9, (rng.uniform(8, 45),) * 3)
         allowed = anatomy.csf_spaces
     else:  # basal (aneurysmal) pattern: cisterns, Sylvian fissures and nearby sulci
         radius = rng.uniform(35, 65)
@@ -162,7 +165,8 @@ def _extra_axial(grid: HeadGrid, anatomy: Anatomy, direction: np.ndarray, thickn
 def draw_sdh(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator) -> list[Bleed]:
     side = float(rng.choice([-1.0, 1.0]))
     direction = _unit([side, rng.uniform(-0.6, 0.6), rng.uniform(-0.1, 0.8)])
-    t_max, a_max = rng.uniform(3, 22), rng.uniform(40, 75)
+    t_max = sample_volume_ml(rng, 2.0, 22.0)  # log-uniform thickness (mm): thin films to large collections
+    a_max = min(75.0, rng.uniform(25, 45) + 1.5 * t_max)
     signed = _extra_axial(grid, anatomy, direction,
                           lambda a: t_max * np.clip(1 - (a / a_max) ** 2, 0, 1) ** 1.3)
     if signed is None:
@@ -176,7 +180,7 @@ def draw_sdh(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator) -> list
 def draw_edh(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator) -> list[Bleed]:
     side = float(rng.choice([-1.0, 1.0]))
     direction = _unit([side, rng.uniform(-0.7, 0.7), rng.uniform(-0.2, 0.6)])
-    t_max, a_max = rng.uniform(6, 28), rng.uniform(14, 30)
+    t_max, a_max = rng.uniform(4, 28), rng.uniform(12, 30)
     signed = _extra_axial(grid, anatomy, direction,
                           lambda a: t_max * np.sqrt(np.clip(1 - (a / a_max) ** 2, 0, 1)))
     if signed is None:

@@ -30,8 +30,10 @@ class RealMaskLibrary:
             raise InputError(f"no lesion masks (*.nii.gz) in {folder}")
         return cls(files)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The cropped mask (float32, i j k) and the affine from its voxel indices to RAS mm."""
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The cropped mask (float32, i j k), the affine from its voxel indices to RAS mm, and where the bleed
+        sat in its original scan as a head-frame guess (mm: left, posterior from the image centre; fraction
+        of the scanned height)."""
         path = self.files[index % len(self.files)]
         try:
             image = nib.load(str(path))
@@ -39,13 +41,17 @@ class RealMaskLibrary:
         except Exception as exc:  # nibabel raises many kinds
             raise InputError(f"{path}: not a readable NIfTI mask ({exc})") from exc
         if data.ndim != 3 or not data.any():
-            return np.zeros((1, 1, 1), np.float32), np.eye(4)
-        lo = np.argwhere(data).min(axis=0)
-        hi = np.argwhere(data).max(axis=0) + 1
+            return np.zeros((1, 1, 1), np.float32), np.eye(4), np.zeros(3)
+        idx = np.argwhere(data)
+        lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
         crop = data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
         shift = np.eye(4)
         shift[:3, 3] = lo
-        return np.pad(crop, 1), image.affine @ shift @ _translate(-1.0)
+        centroid = idx.mean(axis=0)
+        center = (np.array(data.shape) - 1) / 2.0
+        offset_ras = image.affine[:3, :3] @ (centroid - center)
+        where = np.array([-offset_ras[0], -offset_ras[1], centroid[2] / max(data.shape[2] - 1, 1)])
+        return np.pad(crop, 1), image.affine @ shift @ _translate(-1.0), where
 
 
 def _translate(v: float) -> np.ndarray:
@@ -56,24 +62,26 @@ def _translate(v: float) -> np.ndarray:
 
 def draw_real_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, masks: RealMaskLibrary,
                   allow_ivh: bool) -> list[Bleed]:
+    """Place a real mask where it sat in its own scan (scaled to this head), else nearby; the part in the
+    parenchyma is IPH, the part in a ventricle IVH (or dropped when IVH is not wanted)."""
+    p = anatomy.params
     for _ in range(6):
-        mask, affine = masks.load(int(rng.integers(len(masks.files))))
+        mask, affine, where = masks.load(int(rng.integers(len(masks.files))))
         if mask.sum() < 8:
             continue
         idx = np.argwhere(mask > 0.5)
         centroid_ras = (affine @ np.c_[idx, np.ones(len(idx))].T)[:3].mean(axis=1)
-        flip = np.diag([rng.choice([-1.0, 1.0]), 1.0, 1.0])
-        turn = rotation_matrix(rng.uniform(-20, 20), 0, 0) @ flip
-        # head-frame offset -> RAS offset in the mask's space
-        to_ras = LPS_RAS @ turn
+        flip = rng.random() < 0.5
+        to_ras = LPS_RAS @ np.diag([-1.0 if flip else 1.0, 1.0, 1.0]) @ rotation_matrix(rng.uniform(-10, 10), 0, 0)
         inverse = np.linalg.inv(affine)
-        best = None
-        p = anatomy.params
         corners = np.argwhere(np.ones((2, 2, 2))) * (np.array(mask.shape) - 1)
         corners_ras = (affine @ np.c_[corners, np.ones(8)].T)[:3]
         extent = float(np.linalg.norm(corners_ras - centroid_ras[:, None], axis=0).max())
-        for _try in range(5):
-            center = np.array([rng.uniform(-0.35, 0.35) * p.a, rng.uniform(-0.4, 0.4) * p.b, rng.uniform(-5, 35)])
+        home = np.array([where[0] * (-1 if flip else 1) * p.a / 75.0, where[1] * p.b / 93.0,
+                         -0.6 * p.c + where[2] * 1.6 * p.c])
+        best = None
+        for attempt in range(5):
+            center = home + (rng.normal(0, 6, 3) if attempt else 0.0)
             box = grid.sphere_box(center, extent + 2)
             if box is None:
                 continue
@@ -97,7 +105,8 @@ def draw_real_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, ma
         full = best[1]
         weight = np.clip(full.data, 0, 1).astype(np.float32)
         density = float(rng.uniform(55, 85))
-        bleeds = [Bleed(Hemorrhage.IPH, Crop(full.box, weight * anatomy.brain[full.box]), density)]
+        parenchyma = anatomy.brain[full.box] | anatomy.csf_spaces[full.box]
+        bleeds = [Bleed(Hemorrhage.IPH, Crop(full.box, weight * parenchyma), density)]
         if allow_ivh:
             bleeds.append(Bleed(Hemorrhage.IVH, Crop(full.box, weight * anatomy.all_ventricles[full.box]), density))
         return bleeds

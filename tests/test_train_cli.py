@@ -1,0 +1,83 @@
+"""`ichvol train` on four tiny synthetic cases on CPU: the model folder, exact --resume, bad input."""
+
+import csv
+import json
+
+import pytest
+import torch
+from ichvol.models.predictor import CascadePredictor
+from model_phantoms import ct_image, write_config, write_dataset
+from typer.testing import CliRunner
+
+from ichvol.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_dataset(root / "data", n_cases=4)
+    write_config(root / "tiny.json")
+    return root
+
+
+def _train(dataset, out, *extra):
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(out), "--device", "cpu",
+                                 *extra])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _rows(folder):
+    with (folder / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def two_epochs_stage1(dataset):
+    out = dataset / "straight"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--stage", "1", "--epochs", "2")
+    return out
+
+
+def test_one_epoch_both_stages_writes_a_self_describing_model(dataset):
+    out = dataset / "model"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--epochs", "1")
+    for name in ("config.json", "labels.json", "training.json", "stage1.pt", "stage2.pt", "metrics.csv",
+                 "MODEL_CARD.md"):
+        assert (out / name).is_file(), name
+    assert [(r["stage"], r["epoch"]) for r in _rows(out)] == [("1", "1"), ("2", "1")]
+    training = json.loads((out / "training.json").read_text())
+    assert training["data"]["n_train"] + training["data"]["n_validation"] == 4
+    assert json.loads((out / "labels.json").read_text())["1"] == "IPH"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "NOT FOR CLINICAL USE" in card and "synthetic" in card
+    # The folder is a usable model.
+    image, _ = ct_image((10, 64, 64))
+    prediction = CascadePredictor.from_folder(out, device="cpu").predict(image)
+    assert prediction.labels.shape == image.hu.shape
+
+
+def test_resume_continues_exactly(dataset, two_epochs_stage1):
+    out = dataset / "resumed"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--stage", "1", "--epochs", "1")
+    _train(dataset, out, "--stage", "1", "--epochs", "2", "--resume")
+    straight = torch.load(two_epochs_stage1 / "checkpoints" / "stage1_last.pt", weights_only=False)
+    resumed = torch.load(out / "checkpoints" / "stage1_last.pt", weights_only=False)
+    assert resumed["epoch"] == straight["epoch"] == 2
+    assert all(torch.equal(straight["network"][k], resumed["network"][k]) for k in straight["network"])
+    assert [r["train_loss"] for r in _rows(out)] == [r["train_loss"] for r in _rows(two_epochs_stage1)]
+
+
+def test_training_into_an_existing_run_without_resume_is_refused(dataset, two_epochs_stage1):
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(two_epochs_stage1),
+                                 "--stage", "1", "--epochs", "3", "--device", "cpu"])
+    assert result.exit_code != 0 and "--resume" in str(result.exception)
+
+
+def test_data_folder_without_cases_is_an_input_error(tmp_path):
+    from ichvol.errors import InputError
+
+    result = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert isinstance(result.exception, InputError) and "images/" in str(result.exception)
