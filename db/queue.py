@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..config import Destination, RetryPolicy, RoutingConfig
+from ..errors import InputError
 from ..results import ResultUIDs
 from . import audit
 from .models import Instance, Job, JobState, Send, SendState, Study
@@ -220,6 +221,18 @@ def owned_job(session: Session, job_id: int, owner: str) -> Job | None:
     return session.scalar(query.execution_options(populate_existing=True))
 
 
+def release_leases(session: Session, owner: str, now: float | None = None) -> int:
+    """On a clean shutdown: hand back what `owner` still holds, so it is taken up at once, not after its
+    lease. The attempt stays counted. Returns how many jobs and sends were released."""
+    now = time.time() if now is None else now
+    jobs = session.execute(update(Job).where(Job.lease_owner == owner, Job.state == JobState.RUNNING).values(
+        state=JobState.QUEUED, lease_owner=None, lease_expires_at=None, not_before=now,
+        error_code="INTERRUPTED", error_message="worker shut down during the job")).rowcount
+    sends = session.execute(update(Send).where(Send.lease_owner == owner, Send.state == SendState.SENDING).values(
+        state=SendState.PENDING, lease_owner=None, lease_expires_at=None, next_attempt_at=now)).rowcount
+    return jobs + sends
+
+
 def release_for_retry(session: Session, job: Job, policy: RetryPolicy, code: str, message: str,
                       now: float) -> None:
     """A failed attempt: back to QUEUED after a backoff, or FAILED when the attempts are used up."""
@@ -291,8 +304,6 @@ def find_studies(session: Session, key: str) -> list[Study]:
 
 def resubmit(session: Session, key: str, now: float | None = None) -> Job:
     """A new run of a study (by Study Instance UID or job id), queued regardless of routing."""
-    from ..errors import InputError
-
     now = time.time() if now is None else now
     study = session.scalar(select(Study).where(Study.study_uid == key))
     if study is None and key.isdigit():

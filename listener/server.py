@@ -4,11 +4,13 @@ is InstanceStore's and the queueing the stability watcher's."""
 from __future__ import annotations
 
 import logging
+import socketserver
 import ssl
 import threading
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Config, TLSConfig
@@ -30,6 +32,25 @@ def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext | None:
     context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL \
         if tls.ca is not None else ssl.CERT_NONE
     return context
+
+
+class BoundedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's server, with the network timeout also on each accepted connection (and on its TLS
+    handshake). pynetdicom sets it on the listening socket only, so a peer that sends a PDU header announcing
+    more bytes than it sends (or half a TLS handshake) would hold a connection, and with TLS the acceptor, forever."""
+
+    def get_request(self):  # noqa: ANN201
+        client, address = self.socket.accept()
+        client.settimeout(self.ae.network_timeout)
+        if self.ssl_context:
+            # The handshake happens on the first read, in the association's thread, not in the acceptor's.
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def shutdown(self) -> None:
+        # Not registered with the AE (we start the thread ourselves), so skip the AE bookkeeping.
+        socketserver.TCPServer.shutdown(self)
+        self.server_close()
 
 
 class Listener:
@@ -72,10 +93,12 @@ class Listener:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_CONN_CLOSE, self._on_close),
         ]
-        self._server = self.make_ae().start_server(
-            (cfg.host, cfg.port), block=False, evt_handlers=handlers,
-            ssl_context=server_ssl_context(self.config.tls),
+        ae = self.make_ae()
+        self._server = ae.make_server(
+            (cfg.host, cfg.port), evt_handlers=handlers, ssl_context=server_ssl_context(self.config.tls),
+            server_class=BoundedAssociationServer,
         )
+        threading.Thread(target=self._server.serve_forever, name="dicom-acceptor", daemon=True).start()
         host, port = self._server.server_address[:2]
         log.info("listening as %s on %s:%d%s", cfg.ae_title, host, port, " (TLS)" if self.config.tls.enabled else "")
         return host, port

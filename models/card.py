@@ -62,7 +62,7 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
     if evaluations:
         for name, summary in evaluations.items():
             lines.append(f"### {name}")
-            lines += [f"- {key}: {value}" for key, value in summary.items()]
+            lines += [f"- {key}: {_compact(value)}" for key, value in summary.items()]
     else:
         lines.append("Not evaluated yet.")
     path = folder / "MODEL_CARD.md"
@@ -82,6 +82,16 @@ def _best_rows(path: Path) -> list[str]:
         out.append(f"- Stage {stage}: {len(stage_rows)} epochs; best validation Dice {best['val_dice']} "
                    f"(foreground {best['val_dice_foreground']}) at epoch {best['epoch']}.")
     return out
+
+
+def _compact(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "".join(f"\n  - {_compact(item)}" for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_compact(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -9,7 +9,8 @@ from .config import StageConfig
 
 def build_network(stage: StageConfig, in_channels: int, out_channels: int) -> DynUNet:
     """A DynUNet with two convs (3x3x3 or in-plane 1x3x3, per the config) per level, each followed by batch
-    norm and ReLU, residual blocks, skip connections and `deep_supr_num` deep-supervision heads on the decoder levels."""
+    norm and ReLU, residual blocks, skip connections and `deep_supr_num` deep-supervision heads on the
+    decoder levels."""
     return DynUNet(
         spatial_dims=3,
         in_channels=in_channels,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from ichvol.geometry import VolumeGeometry
 from ichvol.image import CTImage
@@ -77,3 +79,13 @@ def write_config(path: Path, **changes) -> Path:
         config[section].update(values)
     path.write_text(json.dumps(config))
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The suite shares two cores: torch's OpenMP threads spinning against each other cost far more than
+    they gain on these tiny volumes (imported into each model test module, where it applies to every test)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -237,3 +237,17 @@ def test_resubmit_by_study_or_job_id(sessions):
         assert resubmit(s, str(job_id)).run_number == 3
         with pytest.raises(InputError, match="no study"):
             resubmit(s, "9.9.9")
+
+
+def test_shutdown_hands_back_leases_at_once(sessions):
+    from ichvol.db.queue import release_leases
+
+    receive(sessions, "1.01", 3, 1000.0)
+    [(job_id, _, _)] = queue(sessions, 1010.0)
+    with sessions.begin() as s:
+        claim_jobs(s, "leaving", 600, 3, now=2000.0)
+    with sessions.begin() as s:
+        assert release_leases(s, "leaving", now=2001.0) == 1
+    with sessions.begin() as s:  # claimable now, not after the 600 s lease; the attempt stays counted
+        [job] = claim_jobs(s, "next", 600, 3, now=2002.0)
+        assert (job.id, job.attempts) == (job_id, 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from peers import Orthanc, StoreSCP, require, wait_until, write_ct_series
+from peers import Orthanc, StoreSCP, free_port, require, wait_until, write_ct_series
 from pydicom.uid import generate_uid
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "orthanc"
@@ -88,3 +88,23 @@ def test_study_without_ct_is_not_routed(routed, tmp_path):
     wait_until(lambda: "no CT series left to send" in orthanc.log_text(), 10, "the Lua script to run",
                peers=[orthanc])
     assert receiver.received_files() == []
+
+
+def test_study_not_delivered_while_ichvol_is_down_is_sent_later(tmp_path):
+    require("Orthanc")
+    require("storescp")
+    ichvol_port = free_port()  # nothing listens there yet
+    orthanc = Orthanc(tmp_path, modalities={"ichvol": ("ICHVOL", "127.0.0.1", ichvol_port)},
+                      lua_scripts=[DEPLOY / "route-to-ichvol.lua"], stable_age=STABLE_AGE,
+                      base_config=DEPLOY / "orthanc.json")
+    with orthanc:
+        first = write_ct_series(tmp_path / "first", slices=2)
+        orthanc.upload(first)
+        wait_until(lambda: "failed, will try again" in orthanc.log_text(), 30, "the failed send",
+                   peers=[orthanc])
+        with StoreSCP(tmp_path / "ichvol", ae_title="ICHVOL", port=ichvol_port) as receiver:
+            orthanc.upload(write_ct_series(tmp_path / "second", slices=3))  # the next stable study
+            wait_until(lambda: len(receiver.received_files()) >= 5, 30, "both studies at ichvol",
+                       peers=[orthanc, receiver])
+            studies = {ds.StudyInstanceUID for ds in receiver.received()}
+    assert pydicom.dcmread(first[0]).StudyInstanceUID in studies and len(studies) == 2

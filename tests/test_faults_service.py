@@ -5,6 +5,7 @@ duplicating anything, not about the segmentation."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import service_support
 from peers import (
     IchvolService,
     ServiceDatabase,
@@ -30,9 +32,9 @@ from peers import (
     write_ct_series,
     write_service_config,
 )
-from service_support import db_url  # noqa: F401 - the fixture (SQLite, and PostgreSQL when configured)
 
 pytestmark = pytest.mark.slow
+db_url = service_support.db_url  # E's fixture: a fresh SQLite file, and a PostgreSQL schema when configured
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
@@ -110,6 +112,50 @@ def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study
     assert len(report["jobs"]) == 1 and report["jobs"][0]["state"] == "DONE"
     assert report["jobs"][0]["instances"] == len(files)
     _assert_results_sent_once(pacs, report["jobs"][0])
+
+
+def _acknowledged(storescu_log: str) -> list[str]:
+    """Files that DCMTK storescu -v reports as stored with status Success, in order."""
+    acknowledged, current = [], None
+    for line in storescu_log.splitlines():
+        if line.startswith("I: Sending file: "):
+            current = line.removeprefix("I: Sending file: ").strip()
+        elif "Received Store Response (Success)" in line and current is not None:
+            acknowledged.append(current)
+            current = None
+    return acknowledged
+
+
+def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_path):
+    """SIGKILL while a study is streaming in: what was acknowledged survives, the instance in flight leaves
+    no partial file or row, and the sender's retry completes the study without duplicates."""
+    files = write_ct_series(tmp_path / "big", slices=100, size=64)
+    uid_of = {str(f): pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    config, port, url = _config(tmp_path, free_port(), stable_seconds=60)
+    db = ServiceDatabase(url)
+    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    listener = IchvolService(tmp_path, config, "listen", listen_port=port).start()
+    sender = subprocess.Popen([require("storescu"), "-v", "-aet", "PACS", "-aec", "ICHVOL", "127.0.0.1", str(port),
+                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: len(db.instances(study_uid)) >= 20, 60, "20 stored instances", interval=0.02,
+               peers=[listener])
+    listener.kill(signal.SIGKILL)
+    log, _ = sender.communicate(timeout=60)
+    acknowledged = {uid_of[f] for f in _acknowledged(log)}
+    assert sender.returncode != 0 and 20 <= len(acknowledged) < len(files), f"not killed mid-association: {len(acknowledged)} acknowledged"
+
+    with IchvolService(tmp_path, config, "listen", listen_port=port, name="ichvol-listen-restarted"):
+        rows = db.instances(study_uid)
+        stored = {row.sop_instance_uid for row in rows}
+        assert acknowledged <= stored  # nothing acknowledged was lost
+        spool = tmp_path / "var" / "spool"
+        on_disk = {p.relative_to(spool).as_posix() for p in spool.rglob("*") if p.is_file()}
+        assert on_disk == {row.spool_path for row in rows}, "partial or orphan spool files"
+        resent = storescu(port, files)  # the sender retries the whole study
+        assert resent.returncode == 0, resent.stderr
+        rows = db.instances(study_uid)
+    db.close()
+    assert sorted(row.sop_instance_uid for row in rows) == sorted(uid_of.values())  # each once
 
 
 def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model, db_url):
@@ -229,6 +275,23 @@ def test_garbage_on_the_dicom_port_is_aborted_and_the_next_association_works(lis
     db = ServiceDatabase(url)
     assert len(db.instances(study_uid)) == 2  # only what storescu sent, nothing from the garbage
     db.close()
+
+
+def test_pdu_longer_than_the_limit_is_refused_before_it_is_read(listener):
+    """A peer may announce any PDU length (up to 4 GiB); the listener must not buffer more than its PDU size
+    limit (listener.max_pdu_size, plus room for an association request) from it."""
+    service, port, _ = listener
+    streamed = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as hostile:
+        hostile.sendall(b"\x04\x00\xff\xff\xff\xf0")  # a P-DATA-TF header announcing ~4 GiB
+        chunk = bytes(1 << 20)
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while streamed < 64 << 20:
+                hostile.sendall(chunk)
+                streamed += len(chunk)
+    assert streamed < 16 << 20, f"the listener read {streamed >> 20} MiB of one PDU"
+    assert service.running
+    assert echoscu(port).returncode == 0
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,17 @@ from peers import echoscu, require, storescu, write_ct_series
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
-from service_support import make_config, sessions_for
+from service_support import db_url, make_config, sessions_for  # noqa: F401 - db_url is a fixture
 from sqlalchemy import select, text
 
 from ichvol.service.watcher import queue_stable
 
 
 @pytest.fixture
-def running(tmp_path):
-    """A listener on a free port, allow-list ["PACS"], SQLite in tmp_path."""
+def running(tmp_path, db_url):  # noqa: F811
+    """A listener on a free port, allow-list ["PACS"], on each test database."""
     require("storescu")
-    config = make_config(tmp_path, LISTENER__ALLOWED_CALLING_AETS='["PACS"]', LISTENER__STABLE_SECONDS="0.5")
+    config = make_config(tmp_path, db_url, LISTENER__ALLOWED_CALLING_AETS='["PACS"]', LISTENER__STABLE_SECONDS="0.5")
     sessions = sessions_for(config)
     listener = Listener(config, sessions)
     _, port = listener.start()
@@ -113,18 +113,33 @@ def test_path_traversal_uids_stay_inside_the_spool(running, tmp_path):
         assert s.scalar(select(Instance.sop_instance_uid)) == "../../../../tmp/x"
 
 
-def test_garbage_and_http_on_the_port_then_the_next_association_works(running):
-    _, _, _, port = running
-    for payload in (bytes(range(256)) * 4, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+@pytest.mark.parametrize("payload", [
+    bytes(range(256)) * 8,  # not PDUs
+    b"\x01\x00\xff\xff\xff\xff" + bytes(64),  # an A-ASSOCIATE-RQ announcing 4 GiB, then silence
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["bytes", "huge-pdu", "http"])
+def test_garbage_on_the_port_is_cut_off_and_the_next_association_works(tmp_path, payload):
+    require("echoscu")
+    config = make_config(tmp_path, LISTENER__NETWORK_TIMEOUT="2", LISTENER__ACSE_TIMEOUT="2")
+    listener = Listener(config, sessions_for(config))
+    _, port = listener.start()
+    try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(payload)
-            sock.settimeout(2)
+            assert echoscu(port).returncode == 0  # served while the garbage connection is open
+            started, answer = time.monotonic(), b""
+            sock.settimeout(8)
             try:
-                while sock.recv(4096):  # the listener aborts and closes: recv returns b"" (or resets)
-                    pass
-            except (ConnectionResetError, TimeoutError):
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            except ConnectionResetError:
                 pass
-    assert echoscu(port).returncode == 0
+            assert time.monotonic() - started < 8  # closed by the listener, not by our timeout
+        assert all(answer[i] == 0x07 for i in range(0, len(answer), 10))  # nothing but A-ABORTs
+        assert echoscu(port).returncode == 0
+        assert spool_files(config) == []
+    finally:
+        listener.stop()
 
 
 def _send(port: int, dataset: pydicom.Dataset) -> int:

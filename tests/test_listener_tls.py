@@ -3,6 +3,7 @@ Certificates come from deploy/make-tls-certs.sh; the peers are DCMTK echoscu and
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_listener_requires_a_client_certificate(tmp_path, certs):
     try:
         with_cert = ["+tls", certs / "client.key", certs / "client.crt", "+cf", certs / "ca.crt"]
         assert echoscu(port, extra=with_cert).returncode == 0
+        with socket.create_connection(("127.0.0.1", port)):  # a client that never starts its handshake ...
+            assert echoscu(port, extra=with_cert).returncode == 0  # ... does not hold up the next one
         assert echoscu(port).returncode != 0  # plain TCP
         assert echoscu(port, extra=["+tla", "+cf", certs / "ca.crt"]).returncode != 0  # TLS, no certificate
         assert echoscu(port, extra=with_cert).returncode == 0  # and the listener still serves

@@ -1,6 +1,7 @@
 """Model folders: written by training, refused when the weights do not fit the config."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from ichvol.models.config import ModelConfig
 from ichvol.models.folder import read_config, write_config, write_weights
 from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
-from model_phantoms import TINY_CONFIG
+from model_phantoms import TINY_CONFIG, one_torch_thread  # noqa: F401
 
 from ichvol.errors import ModelError
 
@@ -72,7 +73,8 @@ def test_cli_reports_a_mismatched_model_without_traceback(tmp_path):
     hu, _ = head((10, 64, 64))
     write_volume(image, hu, geometry((10, 64, 64)))
     result = subprocess.run([sys.executable, "-m", "ichvol", "predict", str(image), "--out", str(tmp_path / "o"),
-                             "--model", str(folder)], capture_output=True, text=True)
+                             "--model", str(folder)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode != 0
     assert "weights do not match" in result.stderr and "Traceback" not in result.stderr
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from ichvol.models.config import ModelConfig, load_config, named_configs
 from ichvol.models.network import build_network
+from model_phantoms import one_torch_thread  # noqa: F401
 
 from ichvol.errors import ConfigError
 from ichvol.labels import NUM_CLASSES

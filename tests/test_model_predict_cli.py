@@ -10,7 +10,7 @@ import torch
 from ichvol.models.config import ModelConfig
 from ichvol.models.folder import write_config, write_weights
 from ichvol.models.network import build_network
-from model_phantoms import TINY_CONFIG, geometry, head
+from model_phantoms import TINY_CONFIG, geometry, head, one_torch_thread  # noqa: F401
 from typer.testing import CliRunner
 
 from ichvol.cli import app

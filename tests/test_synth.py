@@ -202,13 +202,15 @@ def test_study_headers(tmp_path):
 def test_real_lesion_masks_shape_the_iph(tmp_path):
     masks = tmp_path / "masks"
     masks.mkdir()
-    zz, yy, xx = np.mgrid[:8, :64, :64]
-    blob = ((xx - 30) ** 2 / 100 + (yy - 34) ** 2 / 60 + (zz - 4) ** 2 / 4 < 1).astype(np.int16)
-    affine = np.diag([-0.5, -0.5, 5.0, 1.0])
+    zz, yy, xx = np.mgrid[:12, :256, :256]
+    # A bleed in the right hemisphere (low column index = patient right), mid-height of its scan.
+    blob = ((xx - 80) ** 2 / 150 + (yy - 120) ** 2 / 100 + (zz - 6) ** 2 / 2 < 1).astype(np.int16)
+    affine = np.diag([-0.9, -0.9, 5.0, 1.0])
     nib.save(nib.Nifti1Image(np.transpose(blob, (2, 1, 0)), affine), str(masks / "m1.nii.gz"))
     case, anatomy = simulate(5, only(Hemorrhage.IPH, lesion_masks=masks))
     iph = case.labels == Hemorrhage.IPH
-    assert iph.any() and (iph & ~anatomy.brain).sum() == 0
+    assert iph.any() and (iph & ~(anatomy.brain | anatomy.csf_spaces)).sum() == 0
+    assert (iph & anatomy.all_ventricles).sum() == 0
     with pytest.raises(InputError):
         generate_case(5, only(Hemorrhage.IPH, lesion_masks=tmp_path / "missing"))
 
@@ -244,3 +246,29 @@ def test_cli_writes_the_layout(tmp_path):
     first = next((tmp_path / "dicom" / "case0000").glob("s002_*.dcm"))
     assert truth["study_instance_uid"] == pydicom.dcmread(first).StudyInstanceUID
     assert (tmp_path / "images" / "case0000.nii.gz").is_file() and (tmp_path / "labels" / "case0000.nii.gz").is_file()
+
+
+def _irregular_seed(options: SynthOptions) -> int:
+    from ichvol.synth.anatomy import sample_head
+    from ichvol.synth.scanner import sample_scan
+
+    for seed in range(500):
+        rng = np.random.default_rng(seed)
+        geometry = sample_scan(rng, options, sample_head(rng).c)[0]
+        if not geometry.is_regular():
+            return seed
+    raise AssertionError("no irregular stack in 500 seeds")
+
+
+def test_irregular_gaps_truth_for_dicom_and_for_nifti(tmp_path):
+    from ichvol.nifti import write_volume
+
+    options = SynthOptions(size=96, p_no_hemorrhage=0.0, types=(Hemorrhage.SDH, Hemorrhage.EDH))
+    seed = _irregular_seed(options)
+    case = generate_case(seed, options)
+    assert not case.geometry.is_regular() and case.truth["regular_spacing"] is False
+    assert case.truth["types"]
+    assert case.truth["volumes_ml"] == pytest.approx(label_volumes_ml(case.labels, case.geometry), rel=1e-5)
+    write_volume(tmp_path / "labels.nii.gz", case.labels, case.geometry)
+    labels, nifti_geometry = read_volume(tmp_path / "labels.nii.gz")
+    assert case.truth["nifti_volumes_ml"] == pytest.approx(label_volumes_ml(labels, nifti_geometry), rel=1e-5)

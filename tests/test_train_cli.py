@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from ichvol.models.predictor import CascadePredictor
-from model_phantoms import ct_image, write_config, write_dataset
+from model_phantoms import ct_image, one_torch_thread, write_config, write_dataset  # noqa: F401
 from typer.testing import CliRunner
 
 from ichvol.cli import app

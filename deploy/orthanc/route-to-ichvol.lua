@@ -9,45 +9,67 @@
 -- a CT series that has gained instances since (late images). A study with only SEG/SR/other series, or
 -- whose CT series were all sent already, is left alone, so ichvol's own results never trigger a new run.
 -- Requires "UserMetadata" : { "IchvolRoutedInstances" : 1024 } in orthanc.json.
+--
+-- A failed send (ichvol down) is not marked as sent: it is tried again when the next study becomes stable
+-- (Orthanc 1.10 has no timer for Lua), or by hand:
+--   curl -u admin:... -X POST http://orthanc:8042/modalities/ichvol/store -d '<Orthanc study ID>'
 
 ICHVOL_MODALITY = 'ichvol'
 ROUTED_METADATA = 'IchvolRoutedInstances'
 
+local pendingStudies = {}  -- Orthanc study IDs whose last send failed (kept until Orthanc restarts)
+
 local function routedCount(seriesId)
-  local ok, value = pcall(RestApiGet, '/series/' .. seriesId .. '/metadata/' .. ROUTED_METADATA)
-  if ok and value ~= nil and value ~= '' then
-    return tonumber(value) or 0
+  local names = ParseJson(RestApiGet('/series/' .. seriesId .. '/metadata'))
+  for _, name in pairs(names) do
+    if name == ROUTED_METADATA then
+      return tonumber(RestApiGet('/series/' .. seriesId .. '/metadata/' .. ROUTED_METADATA)) or 0
+    end
   end
   return 0
 end
 
-function OnStableStudy(studyId, tags, metadata)
-  local series = ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))
+local function routeStudy(studyId)
+  local answer = RestApiGet('/studies/' .. studyId .. '/series')
+  if answer == nil then
+    return true  -- the study was deleted meanwhile: nothing left to do
+  end
   local toSend = {}
   local counts = {}
-  for _, s in pairs(series) do
-    local modality = s['MainDicomTags']['Modality']
+  for _, s in pairs(ParseJson(answer)) do
     local count = #s['Instances']
-    if modality == 'CT' and count > routedCount(s['ID']) then
+    if s['MainDicomTags']['Modality'] == 'CT' and count > routedCount(s['ID']) then
       table.insert(toSend, s['ID'])
       counts[s['ID']] = count
     end
   end
-
   if #toSend == 0 then
     print('ichvol routing: study ' .. studyId .. ' has no CT series left to send, skipped')
-    return
+    return true
   end
 
   print('ichvol routing: sending ' .. #toSend .. ' CT series of study ' .. studyId .. ' to ' .. ICHVOL_MODALITY)
-  local body = { Resources = toSend, Synchronous = true }
-  local ok, err = pcall(RestApiPost, '/modalities/' .. ICHVOL_MODALITY .. '/store', DumpJson(body, true))
-  if not ok then
-    -- Not marked as routed: the next stable event of this study (or a manual resend) tries again.
-    print('ichvol routing: C-STORE of study ' .. studyId .. ' to ' .. ICHVOL_MODALITY .. ' failed: ' .. tostring(err))
-    return
+  local body = DumpJson({ Resources = toSend, Synchronous = true }, true)
+  -- RestApiPost answers nil (it does not raise) when the C-STORE fails.
+  local ok, result = pcall(RestApiPost, '/modalities/' .. ICHVOL_MODALITY .. '/store', body)
+  if not ok or result == nil then
+    print('ichvol routing: C-STORE of study ' .. studyId .. ' to ' .. ICHVOL_MODALITY ..
+          ' failed, will try again on the next stable study')
+    return false
   end
   for id, count in pairs(counts) do
     RestApiPut('/series/' .. id .. '/metadata/' .. ROUTED_METADATA, tostring(count))
+  end
+  return true
+end
+
+function OnStableStudy(studyId, tags, metadata)
+  local retry = pendingStudies
+  pendingStudies = {}
+  retry[studyId] = true
+  for id, _ in pairs(retry) do
+    if not routeStudy(id) then
+      pendingStudies[id] = true
+    end
   end
 end

@@ -43,6 +43,7 @@ class Service:
         self.listener = None
         self.port: int | None = None
         self._threads: list[threading.Thread] = []
+        self._owner: str | None = None
 
     def start(self) -> None:
         """Everything that can fail on configuration (database, model, port) fails here, before any thread."""
@@ -68,6 +69,7 @@ class Service:
             self._spawn("watcher", watch, self.config, self.sessions, self.stop_event)
         if self.work:
             worker = Worker(self.config, self.sessions, self.segmenter)
+            self._owner = worker.owner
             self._spawn("worker", worker.run, self.stop_event)
             self._spawn("sender", Sender(self.config, self.sessions, worker.owner).run, self.stop_event)
 
@@ -81,7 +83,15 @@ class Service:
         self.stop_event.set()
         if self.listener is not None:
             self.listener.stop()
+        busy = []
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
-                log.warning("%s still busy at shutdown; its job will be taken up again after its lease", thread.name)
+                busy.append(thread.name)
+        if busy and self._owner is not None:
+            from ..db.queue import release_leases
+
+            with self.sessions.begin() as session:
+                released = release_leases(session, self._owner)
+            log.warning("%s still busy at shutdown: %d job(s)/send(s) handed back to the queue",
+                        " and ".join(busy), released)

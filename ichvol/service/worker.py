@@ -20,6 +20,7 @@ from ..db import audit
 from ..db.models import Instance, Job, JobState
 from ..db.queue import add_sends, claim_jobs, heartbeat, owned_job, release_for_retry, result_uids
 from ..errors import InputError, NoSuitableSeriesError
+from ..results import ResultUIDs
 from .pipeline import PipelineResult, Segmenter, run_pipeline
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Worker:
         paths = session.scalars(select(Instance.spool_path).where(Instance.study_id == job.study_id))
         return [spool / p for p in paths]
 
-    def _process(self, job_id: int, study_uid: str, uids, files: list[Path]) -> None:  # noqa: ANN001
+    def _process(self, job_id: int, study_uid: str, uids: ResultUIDs, files: list[Path]) -> None:
         log.info("job %d: study %s, %d instances", job_id, study_uid, len(files))
         work_dir = self.config.work_dir / str(job_id)
         out_dir = self.config.results_dir / str(job_id)

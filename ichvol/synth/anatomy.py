@@ -159,6 +159,10 @@ def build_anatomy(grid: HeadGrid, p: HeadParams, rng: np.random.Generator) -> An
         soft = np.where(grid.up_box(texture[face_box], face_box).data < -1.5, -85.0, 42.0)
         hu[fb][face[fb]] = soft[face[fb]]
         _paint(hu, grid.ellipsoid_mask((0, -0.55 * p.b, -0.62 * p.c), (14, 18, 20)), -950.0, face)
+        # Ethmoid cells and nasal cavity between the orbits, maxillary sinuses below them.
+        _paint(hu, grid.ellipsoid_mask((0, -0.78 * p.b, -0.62 * p.c), (11, 16, 24)), -900.0, face)
+        for side in (-1.0, 1.0):
+            _paint(hu, grid.ellipsoid_mask((side * 24, -0.68 * p.b, -0.88 * p.c), (13, 15, 16)), -950.0, face)
         for side in (-1.0, 1.0):
             _paint(hu, grid.ellipsoid_mask((side * 32, -0.7 * p.b, -0.48 * p.c), (17, 18, 16)), -80.0, face)
             _paint(hu, grid.ellipsoid_mask((side * 32, -0.78 * p.b, -0.48 * p.c), (12, 12, 12)), 12.0, face)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -16,8 +14,6 @@ from .options import SynthCase, SynthOptions
 from .real_masks import RealMaskLibrary, draw_real_iph
 from .scanner import sample_scan
 from .surroundings import add_head_holder, reconstruction_circle
-
-log = logging.getLogger(__name__)
 
 PAINT_ORDER = (Hemorrhage.SAH, Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IVH, Hemorrhage.IPH)
 MIN_LESION_VOXELS = 8
@@ -99,7 +95,11 @@ def label_volumes_ml(labels: np.ndarray, geometry: VolumeGeometry) -> dict[str, 
 
 
 def make_truth(labels: np.ndarray, geometry: VolumeGeometry, seed: int, extras: dict) -> dict:
+    """The sidecar. `volumes_ml` use the true slice positions (the DICOM study); a NIfTI file can only hold
+    evenly spaced slices, so `nifti_volumes_ml` gives what its grid implies (equal unless the gaps vary)."""
     volumes = label_volumes_ml(labels, geometry)
+    shape_xyz = (geometry.columns, geometry.rows, geometry.shape[0])
+    nifti_grid = VolumeGeometry.from_nifti_affine(geometry.nifti_affine(), shape_xyz)
     types = [k for k in (t.name for t in Hemorrhage) if k in volumes]
     return {
         "seed": seed,
@@ -107,6 +107,8 @@ def make_truth(labels: np.ndarray, geometry: VolumeGeometry, seed: int, extras: 
         "total_ml": round(sum(volumes.values()), 6),
         "types": types,
         "classification": "+".join(types) if types else "none",
+        "regular_spacing": geometry.is_regular(),
+        "nifti_volumes_ml": {k: round(v, 6) for k, v in label_volumes_ml(labels, nifti_grid).items()},
         "geometry": geometry.describe(),
         **extras,
     }

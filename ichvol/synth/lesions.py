@@ -79,7 +79,22 @@ def iph_center(rng: np.random.Generator, anatomy: Anatomy, near_ventricle: bool)
 
 
 def draw_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, with_extension: bool) -> list[Bleed]:
+    """A lobulated hematoma. Without ventricular extension it must not engulf a ventricle (a real one
+    compresses it), so a placement that does is drawn again, smaller."""
     volume = sample_volume_ml(rng, 0.3, 110.0)
+    for attempt in range(6):
+        bleeds = _draw_iph_once(grid, anatomy, rng, with_extension, volume * 0.7**attempt)
+        if with_extension or not bleeds:
+            return bleeds
+        iph = bleeds[0]
+        in_ventricle = (iph.signed_distance.data > 0) & anatomy.all_ventricles[iph.weight.box]
+        if in_ventricle.sum() <= 0.02 * max(iph.voxels(), 1):
+            return bleeds
+    return []
+
+
+def _draw_iph_once(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, with_extension: bool,
+                   volume: float) -> list[Bleed]:
     radius = (3000.0 * volume / (4 * np.pi)) ** (1 / 3)
     stretch = rng.uniform(0.7, 1.35, 3)
     semi = radius * stretch / np.prod(stretch) ** (1 / 3)
@@ -99,7 +114,7 @@ def draw_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, with_ex
     allowed = anatomy.brain[box] | (anatomy.csf_spaces[box] & (signed.data > 2.0))
     bleeds = [Bleed(Hemorrhage.IPH, Crop(box, weight * allowed), density, edema, signed)]
     if with_extension:
-        bleeds.append(Bleed(Hemorrhage.IVH, Crop(signed.box, weight * anatomy.all_ventricles[signed.box]), density))
+        bleeds.append(Bleed(Hemorrhage.IVH, Crop(box, weight * anatomy.all_ventricles[box]), density))
     return bleeds
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,4 +63,3 @@ class SynthCase:
     truth: dict  # the sidecar content (truth/<case>.json) without the UIDs, which the writer adds
     acquisition: Acquisition
     seed: int = 0
-    extras: dict = field(default_factory=dict)

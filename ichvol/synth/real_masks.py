@@ -80,8 +80,11 @@ def draw_real_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, ma
         home = np.array([where[0] * (-1 if flip else 1) * p.a / 75.0, where[1] * p.b / 93.0,
                          -0.6 * p.c + where[2] * 1.6 * p.c])
         best = None
-        for attempt in range(5):
-            center = home + (rng.normal(0, 6, 3) if attempt else 0.0)
+        usable = anatomy.brain | anatomy.csf_spaces
+        if allow_ivh:
+            usable = usable | anatomy.all_ventricles
+        for attempt in range(8):
+            center = home + (rng.normal(0, 4.0 * attempt, 3) if attempt else 0.0)
             box = grid.sphere_box(center, extent + 2)
             if box is None:
                 continue
@@ -95,7 +98,7 @@ def draw_real_iph(grid: HeadGrid, anatomy: Anatomy, rng: np.random.Generator, ma
             total = int(inside.sum())
             if total < 8:
                 continue
-            fit = float((inside & (anatomy.brain | anatomy.all_ventricles)[full.box]).sum()) / total
+            fit = float((inside & usable[full.box]).sum()) / total
             if best is None or fit > best[0]:
                 best = (fit, full)
             if fit > 0.9:
