@@ -88,7 +88,7 @@ class CascadePredictor:
             seconds_stage1=after_stage1 - start,
             seconds_stage2=end - after_stage1,
             seconds_total=end - start,
-            rois=[tuple((s.start, s.stop) for s in box) for box in boxes],
+            rois=[tuple((int(s.start), int(s.stop)) for s in box) for box in boxes],
         )
 
     def predict_single_stage(self, image: CTImage, stage: int = 2) -> Prediction:

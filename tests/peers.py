@@ -157,9 +157,9 @@ class Peer:
 
 
 class StoreSCP(Peer):
-    """DCMTK storescp as a receiving PACS. `options` are extra storescp options (fault flags such as ["--refuse"],
-    ["--reject"], ["--abort-after"] or ["--sleep-during", "5"], or TLS options). Each received object gets its own file
-    (+uf), so an object sent twice is counted twice."""
+    """DCMTK storescp as a receiving PACS. `options` are extra storescp options: fault flags such as
+    ["--refuse"], ["--reject"], ["--abort-after"], ["--sleep-during", "5"], or TLS options. Each received
+    object gets its own file (+uf), so an object sent twice is counted twice."""
 
     def __init__(self, workdir: Path, ae_title: str = "PACS", port: int | None = None,
                  options: Sequence[Any] = ()):
@@ -178,14 +178,17 @@ class StoreSCP(Peer):
         wait_until(lambda: port_open(self.port), 20, f"storescp on port {self.port}", peers=[self])
         return self
 
+    def received_items(self) -> list[tuple[Path, pydicom.Dataset]]:
+        """(file, header) of every object received so far; a file still being written (unreadable) is left
+        out until it is complete."""
+        items = []
+        for path in self.received_files():
+            with contextlib.suppress(Exception):
+                items.append((path, pydicom.dcmread(path, stop_before_pixels=True)))
+        return items
+
     def received(self) -> list[pydicom.Dataset]:
-        """Headers of every complete object received so far (storescp writes to a temp name first)."""
-        datasets = []
-        for path in sorted(self.out_dir.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                with contextlib.suppress(Exception):
-                    datasets.append(pydicom.dcmread(path, stop_before_pixels=True))
-        return datasets
+        return [ds for _, ds in self.received_items()]
 
     def received_files(self) -> list[Path]:
         return sorted(p for p in self.out_dir.iterdir() if p.is_file() and not p.name.startswith("."))

@@ -18,6 +18,7 @@ import pytest
 import service_support
 from peers import (
     IchvolService,
+    Peer,
     ServiceDatabase,
     StoreSCP,
     echoscu,
@@ -42,6 +43,15 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 def _dcmtk():
     require("storescu")
     require("storescp")
+
+
+@pytest.fixture
+def started():
+    """Peers a test starts outside a `with` block (to kill them itself); stopped at teardown in any case."""
+    peers: list[Peer] = []
+    yield peers
+    for peer in peers:
+        peer.stop()
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +91,13 @@ def _assert_results_sent_once(pacs: StoreSCP, job: dict) -> None:
     assert all(s["state"] == "SENT" for s in job["sends"]), job["sends"]
 
 
-def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study, tiny_model):
+def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study, tiny_model, started):
     files, study_uid, sop_uids = study
     with StoreSCP(tmp_path / "pacs") as pacs:
         config, port, url = _config(tmp_path, pacs.port, tiny_model, stable_seconds=2)
         db = ServiceDatabase(url)
-        listener = IchvolService(tmp_path, config, "listen", listen_port=port).start()
+        listener = IchvolService(tmp_path, config, "listen", listen_port=port)
+        started.append(listener.start())
         sent = storescu(port, files)
         assert sent.returncode == 0, sent.stderr  # every instance acknowledged (status 0x0000)
         listener.kill(signal.SIGKILL)  # before the study is stable: nothing queued yet
@@ -126,7 +137,7 @@ def _acknowledged(storescu_log: str) -> list[str]:
     return acknowledged
 
 
-def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_path):
+def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_path, started):
     """SIGKILL while a study is streaming in: what was acknowledged survives, the instance in flight leaves
     no partial file or row, and the sender's retry completes the study without duplicates."""
     files = write_ct_series(tmp_path / "big", slices=100, size=64)
@@ -134,15 +145,18 @@ def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_p
     config, port, url = _config(tmp_path, free_port(), stable_seconds=60)
     db = ServiceDatabase(url)
     study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    listener = IchvolService(tmp_path, config, "listen", listen_port=port).start()
-    sender = subprocess.Popen([require("storescu"), "-v", "-aet", "PACS", "-aec", "ICHVOL", "127.0.0.1", str(port),
-                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    listener = IchvolService(tmp_path, config, "listen", listen_port=port)
+    started.append(listener.start())
+    sender = Peer("storescu", [require("storescu"), "-v", "-aet", "PACS", "-aec", "ICHVOL", "127.0.0.1", port,
+                               *files], tmp_path / "storescu.log")
+    started.append(sender.start())
     wait_until(lambda: len(db.instances(study_uid)) >= 20, 60, "20 stored instances", interval=0.02,
                peers=[listener])
     listener.kill(signal.SIGKILL)
-    log, _ = sender.communicate(timeout=60)
-    acknowledged = {uid_of[f] for f in _acknowledged(log)}
-    assert sender.returncode != 0 and 20 <= len(acknowledged) < len(files), f"not killed mid-association: {len(acknowledged)} acknowledged"
+    sender.process.wait(timeout=60)
+    acknowledged = {uid_of[f] for f in _acknowledged(sender.log_text())}
+    assert sender.returncode != 0 and 20 <= len(acknowledged) < len(files), \
+        f"not killed mid-association ({len(acknowledged)} of {len(files)} acknowledged)"
 
     with IchvolService(tmp_path, config, "listen", listen_port=port, name="ichvol-listen-restarted"):
         rows = db.instances(study_uid)
@@ -158,7 +172,7 @@ def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_p
     assert sorted(row.sop_instance_uid for row in rows) == sorted(uid_of.values())  # each once
 
 
-def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model, db_url):
+def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model, db_url, started):
     """Separate `listen` and `work` processes sharing the queue (SQLite; also PostgreSQL when
     ICHVOL_TEST_DATABASE_URL is set), as in deploy/systemd and deploy/compose.yaml."""
     files, study_uid, _ = study
@@ -166,7 +180,8 @@ def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, stud
         config, port, url = _config(tmp_path, pacs.port, tiny_model, lease_seconds=3, database={"url": db_url})
         db = ServiceDatabase(url)
         with IchvolService(tmp_path, config, "listen", listen_port=port) as listener:
-            first = IchvolService(tmp_path, config, "work", name="ichvol-work-1").start()
+            first = IchvolService(tmp_path, config, "work", name="ichvol-work-1")
+            started.append(first.start())
             wait_until(lambda: "polling for jobs" in first.log_text(), 90, "worker 1 to start", peers=[first])
             assert storescu(port, files).returncode == 0
             running = wait_until(lambda: [j for j in db.jobs(study_uid) if j.state == "RUNNING"], 60,

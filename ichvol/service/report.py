@@ -45,7 +45,7 @@ def job_dict(job: Job) -> dict:
         "timings": {
             "received": iso(job.received_at), "stable": iso(job.stable_at), "started": iso(job.started_at),
             "inference_seconds": job.inference_seconds, "encoded": iso(job.encoded_at),
-            "sent": iso(job.sent_at), "finished": iso(job.finished_at),
+            "finished": iso(job.finished_at), "sent": iso(job.sent_at),
             "seconds_after_stable": {"started": rel(job.started_at), "encoded": rel(job.encoded_at),
                                      "sent": rel(job.sent_at)},
         },
