@@ -4,7 +4,8 @@
 #   2. starts a DCMTK storescp as the "PACS" that receives the results,
 #   3. starts `ichvol serve` on its embedded defaults (SQLite, shipped model), configured by ICHVOL_*
 #      environment variables, data under DEMO_DIR,
-#   4. sends the study with DCMTK storescu, waits for the SEG and SR to arrive at the receiver,
+#   4. sends the study with DCMTK storescu, waits for the SEG and SR to arrive at the receiver (the SR
+#      only, if the model finds no hemorrhage),
 #   5. prints `ichvol report <StudyInstanceUID>` and stops everything.
 # Usage: deploy/demo.sh [DEMO_DIR]   (default: a new temporary folder; kept afterwards for a look)
 # Environment: ICHVOL_DEMO_TIMEOUT (seconds to wait for the results, default 300), ICHVOL_DEMO_SEED.
@@ -12,7 +13,7 @@ set -euo pipefail
 
 demo_dir=${1:-$(mktemp -d -t ichvol-demo.XXXXXX)}
 timeout_s=${ICHVOL_DEMO_TIMEOUT:-300}
-seed=${ICHVOL_DEMO_SEED:-7}
+seed=${ICHVOL_DEMO_SEED:-11}
 python=${PYTHON:-python3}
 
 step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
@@ -53,7 +54,8 @@ export ICHVOL_LISTENER__ALLOWED_CALLING_AETS='["DEMO"]'
 export ICHVOL_DESTINATIONS="[{ae_title = \"PACS\", host = \"127.0.0.1\", port = $pacs_port}]"
 
 step "Making a synthetic head CT study (seed $seed) in $demo_dir/study"
-ichvol synth --out "$demo_dir/study" --cases 1 --seed "$seed" --format dicom > "$demo_dir/synth.log" 2>&1 \
+ichvol synth --out "$demo_dir/study" --cases 1 --seed "$seed" --format dicom --no-hemorrhage 0 \
+    > "$demo_dir/synth.log" 2>&1 \
     || { cat "$demo_dir/synth.log" >&2; fail "ichvol synth failed"; }
 first=$(find "$demo_dir/study" -type f -name '*.dcm' | sort | head -n1)
 [[ -n $first ]] || first=$(find "$demo_dir/study" -type f ! -name '*.*' | sort | head -n1)
@@ -61,6 +63,10 @@ first=$(find "$demo_dir/study" -type f -name '*.dcm' | sort | head -n1)
 study_uid=$(tag StudyInstanceUID "$first")
 n_files=$(find "$demo_dir/study" -type f -name "*.dcm" | wc -l)
 echo "    $n_files files, StudyInstanceUID $study_uid"
+truth=$(find "$demo_dir/study/truth" -name '*.json' 2>/dev/null | head -n1)
+[[ -n $truth ]] && "$python" -c 'import json, sys; t = json.load(open(sys.argv[1]))
+print("    true hemorrhage (synthetic ground truth): " + (", ".join(f"{k} {v:.1f} ml" for k, v in
+      t["volumes_ml"].items()) or "none"))' "$truth" 2>/dev/null || true
 
 step "Starting the receiving PACS (DCMTK storescp, AE PACS) on port $pacs_port"
 "$storescp" -aet PACS +xa +uf -od "$demo_dir/received" "$pacs_port" > "$demo_dir/storescp.log" 2>&1 &
@@ -82,7 +88,7 @@ step "Sending the study with storescu (calling AE DEMO)"
     || { tail -n 20 "$demo_dir/storescu.log" >&2; fail "storescu failed"; }
 start=$SECONDS
 
-step "Waiting for the SEG and the SR at the receiver (up to ${timeout_s} s; inference runs on $(
+step "Waiting for the results at the receiver (up to ${timeout_s} s; inference runs on $(
     "$python" -c 'import torch; print("GPU" if torch.cuda.is_available() else "CPU")' 2>/dev/null || echo CPU))"
 have_modality() {
     local f
@@ -91,16 +97,22 @@ have_modality() {
     done
     return 1
 }
-while ! { have_modality SR && have_modality SEG; }; do
+# ichvol sends the SEG (made only when hemorrhage was found: a SEG needs a segment) before the SR.
+while ! have_modality SR; do
     kill -0 "$serve_pid" 2>/dev/null || { tail -n 30 "$demo_dir/ichvol.log" >&2; fail "ichvol serve exited"; }
     if (( SECONDS - start > timeout_s )); then
         tail -n 30 "$demo_dir/ichvol.log" >&2
         ichvol report "$study_uid" >&2 || true
-        fail "no SEG + SR after ${timeout_s} s (log: $demo_dir/ichvol.log)"
+        fail "no SR after ${timeout_s} s (log: $demo_dir/ichvol.log)"
     fi
     sleep 1
 done
-echo "    SEG and SR received after $((SECONDS - start)) s:"
+sleep 1  # the SR is complete on disk
+if have_modality SEG; then
+    echo "    SEG and SR received after $((SECONDS - start)) s:"
+else
+    echo "    SR received after $((SECONDS - start)) s (no hemorrhage found, so no SEG):"
+fi
 for f in "$demo_dir"/received/*; do
     echo "      $(tag Modality "$f") $(tag SeriesDescription "$f")  ($(basename "$f"))"
 done

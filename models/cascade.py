@@ -64,7 +64,8 @@ def stage1_rois(
     crop = hu[head]
     shape = coarse_shape(crop.shape, pixel_spacing, config.stage1.in_plane_spacing_mm)
     image = resize(normalize(crop, config.preprocessing), shape)
-    coarse = stage_probabilities(network, image, config.stage1, config.cascade).argmax(0).numpy() > 0
+    probabilities = stage_probabilities(network, image, config.stage1, config.cascade)
+    coarse = (1.0 - probabilities[0]).numpy() >= config.cascade.stage1_min_probability
     scale = [crop.shape[i] / shape[i] for i in range(3)]
     boxes = []
     for box in foreground_boxes(coarse, config.cascade.min_roi_voxels):

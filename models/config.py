@@ -80,6 +80,9 @@ class CascadeSettings:
     roi_margin_mm: float = 10.0  # enlargement of stage 1's hemorrhage region before cropping
     roi_margin_slices: int = 1
     min_roi_voxels: int = 4  # stage-1 components smaller than this (coarse voxels) are ignored
+    # Stage 1 only has to find where to look: a coarse voxel counts when its hemorrhage probability (1 - p(bg))
+    # reaches this. Below 0.5 favours recall; stage 2 removes what is not blood.
+    stage1_min_probability: float = 0.5
     merge_distance_mm: float = 30.0  # ROIs closer than this are merged into one box
     sliding_window_overlap: float = 0.5
     blend_mode: str = "constant"  # averaged overlaps, as in the paper

@@ -156,7 +156,9 @@ class StageTrainer:
 
     def _save(self, result: EpochResult) -> None:
         _append_metrics(self.out / METRICS_FILE, result)
-        score = result.val_dice if not np.isnan(result.val_dice) else -result.train_loss
+        # Stage 1 only locates hemorrhage (its type is stage 2's job): keep its best foreground Dice.
+        dice = result.val_dice_foreground if self.stage == 1 else result.val_dice
+        score = dice if not np.isnan(dice) else -result.train_loss
         if score > self.best_dice:
             self.best_dice = score
             write_weights(self.out, self.stage, self.network.state_dict())

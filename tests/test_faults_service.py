@@ -94,10 +94,11 @@ def _assert_results_sent_once(pacs: StoreSCP, job: dict) -> None:
 def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study, tiny_model, started):
     files, study_uid, sop_uids = study
     with StoreSCP(tmp_path / "pacs") as pacs:
-        config, port, url = _config(tmp_path, pacs.port, tiny_model, stable_seconds=2)
+        config, port, url = _config(tmp_path, pacs.port, tiny_model, stable_seconds=3)
         db = ServiceDatabase(url)
+        worker = IchvolService(tmp_path, config, "work")  # keeps running: only the listener is killed
         listener = IchvolService(tmp_path, config, "listen", listen_port=port)
-        started.append(listener.start())
+        started.extend([worker.start(), listener.start()])
         sent = storescu(port, files)
         assert sent.returncode == 0, sent.stderr  # every instance acknowledged (status 0x0000)
         listener.kill(signal.SIGKILL)  # before the study is stable: nothing queued yet
@@ -111,11 +112,11 @@ def test_listener_killed_right_after_acknowledging_loses_nothing(tmp_path, study
             assert pydicom.dcmread(spool / row.spool_path, stop_before_pixels=True).SOPInstanceUID == \
                 row.sop_instance_uid
 
-        with IchvolService(tmp_path, config, "serve", listen_port=port, name="ichvol-serve-restarted") as serve:
-            pacs.wait_for_modalities(["SR"], 90, peers=[serve])
+        with IchvolService(tmp_path, config, "listen", listen_port=port, name="ichvol-listen-restarted") as again:
+            pacs.wait_for_modalities(["SR"], 90, peers=[again, worker])
             wait_until(lambda: all(j.state == "DONE" and j.sent_at for j in db.jobs(study_uid)), 30,
-                       "the job to be DONE and sent", peers=[serve])
-            time.sleep(3)  # longer than stable_seconds: nothing new arrived, so still one run
+                       "the job to be DONE and sent", peers=[again, worker])
+            time.sleep(4)  # longer than stable_seconds: nothing new arrived, so still one run
             assert len(db.jobs(study_uid)) == 1
         (report,) = ichvol_report(config, study_uid)
         db.close()
@@ -173,33 +174,39 @@ def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_p
 
 
 def test_worker_killed_mid_job_is_recovered_and_results_sent_once(tmp_path, study, tiny_model, db_url, started):
-    """Separate `listen` and `work` processes sharing the queue (SQLite; also PostgreSQL when
-    ICHVOL_TEST_DATABASE_URL is set), as in deploy/systemd and deploy/compose.yaml."""
+    """Separate `listen` and two `work` processes sharing the queue (SQLite; also PostgreSQL when
+    ICHVOL_TEST_DATABASE_URL is set), as in deploy/systemd and deploy/compose.yaml. The worker that claims
+    the job is killed mid-job; the other one takes it over once the lease has expired."""
     files, study_uid, _ = study
     with StoreSCP(tmp_path / "pacs") as pacs:
         config, port, url = _config(tmp_path, pacs.port, tiny_model, lease_seconds=3, database={"url": db_url})
         db = ServiceDatabase(url)
         with IchvolService(tmp_path, config, "listen", listen_port=port) as listener:
-            first = IchvolService(tmp_path, config, "work", name="ichvol-work-1")
-            started.append(first.start())
-            wait_until(lambda: "polling for jobs" in first.log_text(), 90, "worker 1 to start", peers=[first])
+            workers = [IchvolService(tmp_path, config, "work", name=f"ichvol-work-{i}") for i in (1, 2)]
+            for worker in workers:
+                started.append(worker.start())
+            for worker in workers:
+                wait_until(lambda w=worker: "polling for jobs" in w.log_text(), 90, f"{worker.name} to start",
+                           peers=[worker])
             assert storescu(port, files).returncode == 0
-            running = wait_until(lambda: [j for j in db.jobs(study_uid) if j.state == "RUNNING"], 60,
-                                 "worker 1 to claim the job", interval=0.05, peers=[listener, first])
-            first.kill(signal.SIGKILL)
+            (running,) = wait_until(lambda: [j for j in db.jobs(study_uid) if j.state == "RUNNING"], 60,
+                                    "a worker to claim the job", interval=0.05, peers=[listener, *workers])
+            owner_pid = int(running.lease_owner.rsplit(":", 2)[1])  # worker ids are host:pid:random
+            (victim,) = [w for w in workers if w.process.pid == owner_pid]
+            (survivor,) = [w for w in workers if w is not victim]
+            victim.kill(signal.SIGKILL)
             (job,) = db.jobs(study_uid)
             assert job.state == "RUNNING" and job.sends == [] and job.attempts == 1, "not killed mid-job"
-            assert running[0].lease_owner == job.lease_owner
+            assert job.lease_owner == running.lease_owner
 
-            with IchvolService(tmp_path, config, "work", name="ichvol-work-2") as second:
-                pacs.wait_for_modalities(["SR"], 120, peers=[listener, second])
-                wait_until(lambda: db.jobs(study_uid)[0].sent_at, 30, "all sends done", peers=[second])
+            pacs.wait_for_modalities(["SR"], 120, peers=[listener, survivor])
+            wait_until(lambda: db.jobs(study_uid)[0].sent_at, 30, "all sends done", peers=[survivor])
         (report,) = ichvol_report(config, study_uid)
         db.close()
     (job,) = report["jobs"]
     assert job["state"] == "DONE" and job["attempts"] == 2
-    starts = [e for e in report["audit"] if e["event"] == "job_started"]
-    assert len(starts) == 2 and starts[0]["details"]["worker"] != starts[1]["details"]["worker"]
+    starts = [e["details"]["worker"] for e in report["audit"] if e["event"] == "job_started"]
+    assert starts[0] == running.lease_owner and len(starts) == 2 and f":{survivor.process.pid}:" in starts[1]
     _assert_results_sent_once(pacs, job)
 
 

@@ -272,3 +272,32 @@ def test_irregular_gaps_truth_for_dicom_and_for_nifti(tmp_path):
     write_volume(tmp_path / "labels.nii.gz", case.labels, case.geometry)
     labels, nifti_geometry = read_volume(tmp_path / "labels.nii.gz")
     assert case.truth["nifti_volumes_ml"] == pytest.approx(label_volumes_ml(labels, nifti_geometry), rel=1e-5)
+
+
+def test_large_bleed_pushes_the_brain_away_but_not_the_skull():
+    from ichvol.synth.anatomy import build_anatomy, sample_head
+    from ichvol.synth.grid import Crop, HeadGrid
+    from ichvol.synth.lesions import Bleed, draw_iph
+    from ichvol.synth.mass_effect import displacement
+    from ichvol.synth.scanner import sample_scan
+
+    rng = np.random.default_rng(3)
+    head = sample_head(rng)
+    geometry, center, rotation, _ = sample_scan(rng, SynthOptions(slices=10, size=128, allow_tilt=False), head.c)
+    grid = HeadGrid(geometry, center, rotation, 1)
+    anatomy = build_anatomy(grid, head, rng)
+    small = []
+    while not small:
+        small = draw_iph(grid, anatomy, rng, with_extension=False)
+    small_ml = small[0].voxels() * float(geometry.voxel_volumes_ml().mean())
+    assert (displacement(grid, anatomy, small, rng) is None) == (small_ml < 15.0)
+    # A 40 ml blob in the right hemisphere (patient right = low column index).
+    blob = grid.ellipsoid((-35.0, 0.0, 10.0), (22.0, 22.0, 22.0)) < 1
+    weight = blob.astype(np.float32)
+    big = Bleed(Hemorrhage.IPH, Crop(grid.full_box(grid.everything()), weight), 70.0)
+    di, dj = displacement(grid, anatomy, [big], rng)
+    skull = anatomy.inner_depth_full <= 0
+    assert np.abs(dj[skull]).max() < 1e-6 and np.abs(di[skull]).max() < 1e-6
+    midline = (np.abs(grid.x) < 3) & (grid.z > 0) & (grid.z < 20) & anatomy.brain
+    shift_mm = float(dj[midline].mean()) * geometry.pixel_spacing[1]
+    assert midline.any() and shift_mm > 1.5  # pushed towards the patient's left (+column)

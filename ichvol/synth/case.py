@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -10,6 +12,7 @@ from ..labels import Hemorrhage
 from .anatomy import Anatomy, build_anatomy, sample_head
 from .grid import HeadGrid
 from .lesions import Bleed, draw_edh, draw_iph, draw_ivh, draw_sah, draw_sdh
+from .mass_effect import Warp, displacement
 from .options import SynthCase, SynthOptions
 from .real_masks import RealMaskLibrary, draw_real_iph
 from .scanner import sample_scan
@@ -133,6 +136,12 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
         add_head_holder(hu, hu <= -999.0, grid, rng, (head.a, head.b))
     labels = np.zeros(geometry.shape, dtype=np.uint8)
     paint(hu, labels, bleeds, anatomy, rng)
+    shift = displacement(grid, anatomy, bleeds, rng)
+    if shift is not None:
+        warp = Warp(*shift)
+        hu, labels = warp.linear(hu), warp.nearest(labels)
+        anatomy = replace(anatomy, **{name: warp.nearest(getattr(anatomy, name)) for name in (
+            "intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")})
     hu = add_noise(hu, rng, geometry.pixel_spacing[0])
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     hu_int[:, ~reconstruction_circle(geometry.shape)] = -1024

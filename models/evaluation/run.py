@@ -112,11 +112,11 @@ def score_case(
         recall=overlap.recall,
         true_volume_ml=label_volume_ml(truth, geometry),
         predicted_volume_ml=label_volume_ml(prediction, geometry),
-        abc2_truth_ml=measured_truth.total_abc2_ml,
-        abc2_truth_kothari_ml=measured_truth.total_abc2_kothari_ml,
-        abc2_predicted_ml=measured_prediction.total_abc2_ml,
-        abc2_predicted_kothari_ml=measured_prediction.total_abc2_kothari_ml,
-        seconds=seconds,
+        abc2_truth_ml=float(measured_truth.total_abc2_ml),
+        abc2_truth_kothari_ml=float(measured_truth.total_abc2_kothari_ml),
+        abc2_predicted_ml=float(measured_prediction.total_abc2_ml),
+        abc2_predicted_kothari_ml=float(measured_prediction.total_abc2_kothari_ml),
+        seconds=float(seconds),
         dsc_per_type={} if binary else {t.name: v for t, v in per_type_dsc(truth, prediction).items()},
     )
 
@@ -135,7 +135,7 @@ def evaluate_case(case: TestCase, predictor: Predictor, *, binary: bool) -> Case
         truth_geometry,
         binary=binary,
         declared_types=case.declared_types,
-        seconds=seconds,
+        seconds=float(seconds),
     )
 
 
