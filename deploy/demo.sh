@@ -117,6 +117,13 @@ for f in "$demo_dir"/received/*; do
     echo "      $(tag Modality "$f") $(tag SeriesDescription "$f")  ($(basename "$f"))"
 done
 
+if command -v dciodvfy >/dev/null; then
+    for f in "$demo_dir"/received/*; do
+        errors=$(dciodvfy "$f" 2>&1 | grep -c '^Error' || true)
+        echo "    dciodvfy $(tag Modality "$f"): $errors error(s)"
+    done
+fi
+
 step "ichvol report $study_uid"
 ichvol report "$study_uid" 2> "$demo_dir/report.log" || { cat "$demo_dir/report.log" >&2; fail "ichvol report failed"; }
 

@@ -6,14 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from model_phantoms import TINY_CONFIG, one_torch_thread  # noqa: F401
+
+from ichvol.errors import ModelError
 from ichvol.models import default_model_path
 from ichvol.models.config import ModelConfig
 from ichvol.models.folder import read_config, write_config, write_weights
 from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
-from model_phantoms import TINY_CONFIG, one_torch_thread  # noqa: F401
-
-from ichvol.errors import ModelError
 
 
 def _folder(tmp_path, weights_config: dict | None = None):

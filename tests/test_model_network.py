@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from ichvol.models.config import ModelConfig, load_config, named_configs
-from ichvol.models.network import build_network
 from model_phantoms import one_torch_thread  # noqa: F401
 
 from ichvol.errors import ConfigError
 from ichvol.labels import NUM_CLASSES
+from ichvol.models.config import ModelConfig, load_config, named_configs
+from ichvol.models.network import build_network
 
 
 def _run_on_meta(stage, in_channels, train: bool):

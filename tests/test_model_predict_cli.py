@@ -7,14 +7,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ichvol.models.config import ModelConfig
-from ichvol.models.folder import write_config, write_weights
-from ichvol.models.network import build_network
 from model_phantoms import TINY_CONFIG, geometry, head, one_torch_thread  # noqa: F401
 from typer.testing import CliRunner
 
 from ichvol.cli import app
 from ichvol.labels import Hemorrhage
+from ichvol.models.config import ModelConfig
+from ichvol.models.folder import write_config, write_weights
+from ichvol.models.network import build_network
 from ichvol.nifti import write_volume
 
 runner = CliRunner()

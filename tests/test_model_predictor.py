@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from model_phantoms import TINY_CONFIG, ct_image, one_torch_thread  # noqa: F401
+
+from ichvol.image import CTImage
+from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_boxes
 from ichvol.models.config import CascadeSettings, ModelConfig
 from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
 from ichvol.models.preprocess import foreground_boxes, head_box
-from model_phantoms import TINY_CONFIG, ct_image, one_torch_thread  # noqa: F401
-
-from ichvol.image import CTImage
-from ichvol.labels import Hemorrhage
 
 
 def _predictor(stage1_class: int, stage2_class: int) -> CascadePredictor:

@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
-from ichvol.models.predictor import CascadePredictor
 from model_phantoms import ct_image, one_torch_thread, write_config, write_dataset  # noqa: F401
 from typer.testing import CliRunner
 
 from ichvol.cli import app
+from ichvol.models.predictor import CascadePredictor
 
 runner = CliRunner()
 

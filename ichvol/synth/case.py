@@ -79,7 +79,7 @@ def paint(hu: np.ndarray, labels: np.ndarray, bleeds: list[Bleed], anatomy, rng:
 def add_noise(hu: np.ndarray, rng: np.random.Generator, pixel_mm: float) -> np.ndarray:
     """Scanner blur (a fraction of a millimetre) and slightly correlated quantum noise of 4-8 HU."""
     sigma_px = float(rng.uniform(0.3, 0.6)) / pixel_mm  # kernels differ in sharpness
-    target = float(rng.uniform(3.5, 7.0))
+    target = float(rng.uniform(3.0, 6.5))
     # A Gaussian blur of sigma s pixels scales white noise by 1 / (2 sqrt(pi) s) in 2D.
     gain = 2 * np.sqrt(np.pi) * max(sigma_px, 0.3)
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(target * gain)
