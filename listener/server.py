@@ -20,6 +20,10 @@ from .store import OUT_OF_RESOURCES, AssociationTally, InstanceStore
 
 log = logging.getLogger(__name__)
 
+# Room for an A-ASSOCIATE-RQ (presentation contexts, user identity), which the PDU size limit does not cover.
+ASSOCIATION_PDU_ALLOWANCE = 64 * 1024
+UNLIMITED_PDU_CAP = 2**26  # with max_pdu_size = 0 ("unlimited") a PDU may still not exceed 64 MiB
+
 
 def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext | None:
     if not tls.enabled:
@@ -91,6 +95,7 @@ class Listener:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_CONN_OPEN, self._on_open),
             (evt.EVT_CONN_CLOSE, self._on_close),
         ]
         ae = self.make_ae()
@@ -126,6 +131,9 @@ class Listener:
             log.exception("C-STORE failed")
             return OUT_OF_RESOURCES
 
+    def _on_open(self, event: evt.Event) -> None:
+        bound_pdu_reads(event.assoc.dul.socket, self.config.listener.max_pdu_size)
+
     def _on_accepted(self, event: evt.Event) -> None:
         calling, address = _peer(event)
         with self._lock:
@@ -153,6 +161,21 @@ class Listener:
                 audit.record(session, event_name, None, **details)
         except Exception:  # noqa: BLE001 - auditing must not take the listener down
             log.exception("cannot write audit event %s", event_name)
+
+
+def bound_pdu_reads(association_socket, max_pdu_size: int) -> None:
+    """pynetdicom reads a PDU of whatever length its header declares (up to 4 GiB) into memory. Refuse a
+    declared length above our limit before reading it: the OSError makes pynetdicom close the connection."""
+    limit = (max_pdu_size or UNLIMITED_PDU_CAP) + ASSOCIATION_PDU_ALLOWANCE
+    read = association_socket.recv
+
+    def bounded_recv(nr_bytes: int) -> bytearray:
+        if nr_bytes > limit:
+            log.warning("closing a connection whose peer announced a %d-byte PDU (limit %d)", nr_bytes, limit)
+            raise OSError("PDU longer than the listener's limit")
+        return read(nr_bytes)
+
+    association_socket.recv = bounded_recv
 
 
 def _peer(event: evt.Event) -> tuple[str, str]:
