@@ -5,8 +5,8 @@ Each variant runs in a fresh subprocess, so that its peak resident memory (VmHWM
 allocation (torch.cuda.max_memory_allocated) is its own. "after load" is the peak once the model and the
 study are loaded, before the first prediction.
 
-    python benchmarks/bench_inference.py [--model PATH] [--device cpu|cuda] [--repeats 3] [--threads 2]
-        [--seed 20260401] [--json OUT.json]
+    python benchmarks/bench_inference.py [--model PATH] [--device cpu|cuda] [--repeats 3]
+        [--baseline-repeats 1] [--threads 2] [--seed 20260401] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def peak_rss_mb() -> float:
 def worker(variant: str, image_path: Path, model: Path | None, device: str, repeats: int, threads: int) -> dict:
     """Runs in the subprocess: load, predict `repeats` times, report timings and peak memory."""
     import torch
-    from ichvol.models import default_model_path
-    from ichvol.models.predictor import CascadePredictor
 
     from ichvol.image import CTImage
+    from ichvol.models import default_model_path
+    from ichvol.models.predictor import CascadePredictor
     from ichvol.nifti import read_volume
 
     torch.set_num_threads(threads)
@@ -100,6 +100,7 @@ def worker(variant: str, image_path: Path, model: Path | None, device: str, repe
 
 
 def run_variant(variant: str, image_path: Path, args: argparse.Namespace) -> dict:
+    repeats = args.repeats if variant == "cascade" else args.baseline_repeats
     command = [
         sys.executable,
         __file__,
@@ -110,7 +111,7 @@ def run_variant(variant: str, image_path: Path, args: argparse.Namespace) -> dic
         "--device",
         args.device,
         "--repeats",
-        str(args.repeats),
+        str(repeats),
         "--threads",
         str(args.threads),
     ]

@@ -10,20 +10,18 @@ import json
 import logging
 from pathlib import Path
 
-from ichvol.models import default_model_path
-from ichvol.models.predictor import CascadePredictor
 from rich.console import Console
 from rich.table import Table
 
 from ichvol.dicom import load_ct_image
 from ichvol.labels import Hemorrhage
 from ichvol.measure import measure_labels
+from ichvol.models import default_model_path
+from ichvol.models.predictor import CascadePredictor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("series", type=Path, nargs="+", help="DICOM folders of hemorrhage-free head CT")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
@@ -50,9 +48,7 @@ def main() -> None:
             }
         )
 
-    table = Table(
-        title=f"False positives ({predictor.algorithm.name} {predictor.algorithm.version}, {args.device})"
-    )
+    table = Table(title=f"False positives ({predictor.algorithm.name} {predictor.algorithm.version}, {args.device})")
     for column in ("series", "slices", "tilt", "predicted ml", "per type", "lesions", "s"):
         table.add_column(column, justify="left" if column in ("series", "per type") else "right")
     for row in rows:

@@ -96,17 +96,11 @@ def lesion_fraction(mask_path: Path, image: CTImage) -> tuple[np.ndarray, np.nda
     idx = np.argwhere(mask)
     lesion_centre = (mask_to_lps @ np.append(idx.mean(axis=0), 1.0))[:3]
     head = image.hu > 0
-    target = (
-        (ct_affine @ np.append(np.argwhere(head).mean(axis=0)[::-1], 1.0))[:3]
-        if head.any()
-        else lesion_centre
-    )
+    target = (ct_affine @ np.append(np.argwhere(head).mean(axis=0)[::-1], 1.0))[:3] if head.any() else lesion_centre
     shift = target - lesion_centre
 
     lo, hi = idx.min(axis=0) - 1, idx.max(axis=0) + 1
-    corners = np.array(
-        [[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
-    )
+    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     in_ct = (np.linalg.inv(ct_affine) @ (mask_to_lps @ corners.T + np.append(shift, 0.0)[:, None])).T[:, :3]
     start = np.floor(in_ct.min(axis=0)).astype(int) - np.array([2, 2, 1])
     stop = np.ceil(in_ct.max(axis=0)).astype(int) + np.array([3, 3, 2])
@@ -228,9 +222,7 @@ def build(
         for run in runs:
             hu = np.round(run.image.hu).astype(np.int16)
             write_volume(out / "images" / f"clean-{run.name}.nii.gz", hu, run.image.geometry)
-            write_volume(
-                out / "labels" / f"clean-{run.name}.nii.gz", np.zeros(hu.shape, np.uint8), run.image.geometry
-            )
+            write_volume(out / "labels" / f"clean-{run.name}.nii.gz", np.zeros(hu.shape, np.uint8), run.image.geometry)
             cases[f"clean-{run.name}"] = {"type": "none", "ct": run.name}
     dataset = {
         "labels": "binary",
@@ -245,17 +237,13 @@ def build(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ct", type=Path, action="append", required=True, help="a DICOM CT series folder")
     parser.add_argument("--masks", type=Path, required=True, help="folder of binary mask NIfTI files")
     parser.add_argument("--out", type=Path, required=True, help="test-set folder to write")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-cases", type=int, default=None)
-    parser.add_argument(
-        "--clean-cases", action="store_true", help="add each CT run untouched as a 'none' case"
-    )
+    parser.add_argument("--clean-cases", action="store_true", help="add each CT run untouched as a 'none' case")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     dataset = build(args.ct, args.masks, args.out, args.seed, args.max_cases, args.clean_cases)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
+from scipy import ndimage
 
 from .config import CascadeSettings, ModelConfig, StageConfig
 from .preprocess import (
@@ -106,3 +107,16 @@ def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, config: Mo
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2))
     probs = stage_probabilities(network, image, config.stage2, config.cascade)
     return resize(probs, crop.shape).argmax(0).numpy().astype(np.uint8)
+
+
+def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) -> int:
+    """Clear (in place) connected hemorrhage components whose median HU lies outside `hu_range`; returns how
+    many were cleared."""
+    components, count = ndimage.label(labels > 0)
+    if count == 0:
+        return 0
+    medians = ndimage.median(hu, components, index=np.arange(1, count + 1))
+    bad = [i + 1 for i, m in enumerate(np.atleast_1d(medians)) if not hu_range[0] <= m <= hu_range[1]]
+    if bad:
+        labels[np.isin(components, bad)] = 0
+    return len(bad)

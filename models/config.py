@@ -83,6 +83,9 @@ class CascadeSettings:
     # Stage 1 only has to find where to look: a coarse voxel counts when its hemorrhage probability (1 - p(bg))
     # reaches this. Below 0.5 favours recall; stage 2 removes what is not blood.
     stage1_min_probability: float = 0.5
+    # Post-processing: a predicted connected component whose median HU lies outside this range (acute blood is
+    # about 50-90 HU) is dropped; it removes findings in bone partial volume. None: off (the paper has none).
+    component_median_hu: tuple[float, float] | None = None
     merge_distance_mm: float = 30.0  # ROIs closer than this are merged into one box
     sliding_window_overlap: float = 0.5
     blend_mode: str = "constant"  # averaged overlaps, as in the paper

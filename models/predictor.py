@@ -15,7 +15,7 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import stage1_rois, stage2_labels, stage_probabilities
+from .cascade import drop_implausible_components, stage1_rois, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
 from .preprocess import head_box, normalize
@@ -80,6 +80,8 @@ class CascadePredictor:
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[box]
             region[roi > 0] = roi[roi > 0]
+        if self.config.cascade.component_median_hu is not None:
+            drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
         end = time.perf_counter()
         log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s", len(boxes), after_stage1 - start,
                  end - after_stage1)

@@ -449,6 +449,7 @@ TINY_MODEL_CONFIG = {
 def make_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A complete model folder (config.json, labels.json, stage1.pt, stage2.pt) the worker can load."""
     import torch
+
     from ichvol.models.config import ModelConfig
     from ichvol.models.folder import write_config, write_weights
     from ichvol.models.network import build_network
@@ -490,9 +491,10 @@ class ServiceDatabase:
         self.engine = sqlalchemy.create_engine(url)
 
     def jobs(self, study_uid: str) -> list[Any]:
-        from ichvol.db.models import Job
         from sqlalchemy import select
         from sqlalchemy.orm import Session
+
+        from ichvol.db.models import Job
 
         try:
             with Session(self.engine, expire_on_commit=False) as session:
@@ -505,9 +507,10 @@ class ServiceDatabase:
             return []
 
     def instances(self, study_uid: str) -> list[Any]:
-        from ichvol.db.models import Instance, Study
         from sqlalchemy import select
         from sqlalchemy.orm import Session
+
+        from ichvol.db.models import Instance, Study
 
         try:
             with Session(self.engine, expire_on_commit=False) as session:

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 import torch
+
+from ichvol.errors import ModelError
 from ichvol.models.config import ModelConfig
 from ichvol.models.evaluation.cli import evaluate_command
 from ichvol.models.folder import write_config, write_weights
 from ichvol.models.network import build_network
-
-from ichvol.errors import ModelError
 from ichvol.nifti import write_volume
 from ichvol.synth import SynthOptions, generate_case
 
@@ -48,9 +48,7 @@ TINY = {
 
 def _ichvol(*args):
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "ichvol", *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    return subprocess.run([sys.executable, "-m", "ichvol", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +60,7 @@ def tiny_model(tmp_path_factory):
     write_config(folder, config)
     torch.manual_seed(0)
     for stage, stage_config in ((1, config.stage1), (2, config.stage2)):
-        write_weights(
-            folder, stage, build_network(stage_config, config.in_channels, config.num_classes).state_dict()
-        )
+        write_weights(folder, stage, build_network(stage_config, config.in_channels, config.num_classes).state_dict())
     return folder
 
 
@@ -85,9 +81,7 @@ def testset(tmp_path_factory):
 def test_evaluate_end_to_end(tiny_model, testset, tmp_path):
     root, types = testset
     out = tmp_path / "out"
-    done = _ichvol(
-        "evaluate", "--testset", str(root), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"
-    )
+    done = _ichvol("evaluate", "--testset", str(root), "--out", str(out), "--model", str(tiny_model), "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert "all cases" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
@@ -114,9 +108,7 @@ def test_bad_testset_gives_clean_error(tiny_model, testset, tmp_path):
     for name in ("case11", "case12"):
         (broken / "images" / f"{name}.nii.gz").write_bytes((root / "images" / f"{name}.nii.gz").read_bytes())
     (broken / "labels" / "case11.nii.gz").write_bytes((root / "labels" / "case11.nii.gz").read_bytes())
-    done = _ichvol(
-        "evaluate", "--testset", str(broken), "--out", str(tmp_path / "o"), "--model", str(tiny_model)
-    )
+    done = _ichvol("evaluate", "--testset", str(broken), "--out", str(tmp_path / "o"), "--model", str(tiny_model))
     assert done.returncode != 0
     assert "no label for case12" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from ichvol.models.evaluation import label_volume_ml, overlap_scores, per_type_dsc
 
 from ichvol.geometry import VolumeGeometry
 from ichvol.labels import Hemorrhage
+from ichvol.models.evaluation import label_volume_ml, overlap_scores, per_type_dsc
 
 
 def _geometry(shape, spacing=(0.5, 0.5), step=(0.0, 0.0, 5.0)):

@@ -5,6 +5,7 @@ import json
 
 import matplotlib.image as mpimg
 import pytest
+
 from ichvol.models.evaluation import CaseResult, summarize
 from ichvol.models.evaluation.report import PLOT_FILES, write_report
 from ichvol.models.evaluation.summary import ALL_CASES, summary_dict

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from ichvol.models.evaluation import score_case, summarize
 
 from ichvol.geometry import VolumeGeometry
 from ichvol.labels import Hemorrhage
 from ichvol.measure import measure_labels
+from ichvol.models.evaluation import score_case, summarize
 
 
 def _tilted(shape, tilt_degrees=15.0, spacing=(0.5, 0.5), gap=5.0):
@@ -36,9 +36,7 @@ def test_multiclass_case(pair):
     n_truth, n_pred = 4 * 400 + 2 * 36, 4 * 360 + 2 * 36
     assert result.true_volume_ml == pytest.approx(n_truth * voxel_ml)
     assert result.predicted_volume_ml == pytest.approx(n_pred * voxel_ml)
-    assert result.dsc == pytest.approx(
-        2 * n_pred / (n_truth + n_pred)
-    )  # merged: the type error costs nothing
+    assert result.dsc == pytest.approx(2 * n_pred / (n_truth + n_pred))  # merged: the type error costs nothing
     assert result.precision == 1.0
     assert result.recall == pytest.approx(n_pred / n_truth)
     assert result.dsc_per_type["IVH"] == 0.0 and result.dsc_per_type["SAH"] == 0.0
@@ -89,6 +87,4 @@ def test_hemorrhage_free_case():
 def test_prediction_shape_must_match():
     geometry = _tilted((4, 10, 10))
     with pytest.raises(ValueError, match="differs from truth"):
-        score_case(
-            "c", np.zeros(geometry.shape, np.uint8), np.zeros((4, 10, 9), np.uint8), geometry, binary=False
-        )
+        score_case("c", np.zeros(geometry.shape, np.uint8), np.zeros((4, 10, 9), np.uint8), geometry, binary=False)

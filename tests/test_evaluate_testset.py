@@ -4,6 +4,10 @@ import json
 
 import numpy as np
 import pytest
+
+from ichvol.errors import InputError
+from ichvol.geometry import VolumeGeometry
+from ichvol.labels import Hemorrhage
 from ichvol.models.evaluation import load_testset
 from ichvol.models.evaluation.run import (
     GROUP_IPH_IVH,
@@ -14,10 +18,6 @@ from ichvol.models.evaluation.run import (
     GROUP_UNKNOWN,
     group_of,
 )
-
-from ichvol.errors import InputError
-from ichvol.geometry import VolumeGeometry
-from ichvol.labels import Hemorrhage
 from ichvol.nifti import write_volume
 
 
@@ -63,9 +63,7 @@ def test_binary_detected_and_overridden(tmp_path):
 def test_dataset_json_types(tmp_path):
     _write_case(tmp_path, "a", _labels(1))
     _write_case(tmp_path, "b", _labels())
-    (tmp_path / "dataset.json").write_text(
-        json.dumps({"cases": {"a": {"type": "IVH+IPH"}, "b": {"type": "none"}}})
-    )
+    (tmp_path / "dataset.json").write_text(json.dumps({"cases": {"a": {"type": "IVH+IPH"}, "b": {"type": "none"}}}))
     ts = load_testset(tmp_path)
     assert ts.cases[0].declared_types == (Hemorrhage.IPH, Hemorrhage.IVH)
     assert ts.cases[1].declared_types == ()

@@ -92,3 +92,16 @@ def test_a_non_volume_is_an_input_error():
     with pytest.raises(InputError, match="3D"):
         predictor.predict(flat)
     assert isinstance(image.geometry, VolumeGeometry)
+
+
+def test_components_with_a_median_outside_the_blood_range_are_dropped():
+    from ichvol.models.cascade import drop_implausible_components
+
+    hu = np.full((4, 20, 20), 30.0)
+    hu[1:3, 2:6, 2:6] = 70.0  # blood
+    hu[1:3, 12:16, 12:16] = 400.0  # bone partial volume
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[1:3, 2:6, 2:6] = Hemorrhage.IPH
+    labels[1:3, 12:16, 12:16] = Hemorrhage.EDH
+    assert drop_implausible_components(labels, hu, (40.0, 100.0)) == 1
+    assert (labels[1:3, 2:6, 2:6] == Hemorrhage.IPH).all() and not labels[:, 10:, 10:].any()

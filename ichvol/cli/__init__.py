@@ -27,6 +27,7 @@ err_console = Console(stderr=True)
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines say nothing an operator needs
     try:
         app()
     except IchvolError as exc:

@@ -34,12 +34,8 @@ def evaluate_command(
             help="folder with images/<case>.nii.gz, labels/<case>.nii.gz and optionally dataset.json",
         ),
     ],
-    out: Annotated[
-        Path, typer.Option("--out", help="folder for summary.json, cases.csv, summary.md and plots")
-    ],
-    model: Annotated[
-        Path | None, typer.Option("--model", help="model folder (default: the shipped model)")
-    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for summary.json, cases.csv, summary.md and plots")],
+    model: Annotated[Path | None, typer.Option("--model", help="model folder (default: the shipped model)")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
 ) -> None:
     """Segment every case of a labelled test set and compare volumes with the truth and with ABC/2."""

@@ -156,12 +156,8 @@ def load_testset(root: Path) -> TestSet:
         _check_pair(name, image_path, label_path)
         cases.append(TestCase(name, image_path, label_path, declared_types.get(name), _max_label(label_path)))
 
-    binary = declared_labels == "binary" or (
-        declared_labels is None and max(case.max_label for case in cases) <= 1
-    )
+    binary = declared_labels == "binary" or (declared_labels is None and max(case.max_label for case in cases) <= 1)
     if binary and declared_labels == "binary" and any(case.max_label > 1 for case in cases):
         bad = [case.name for case in cases if case.max_label > 1]
-        raise InputError(
-            f"{root}: dataset.json says binary labels but {', '.join(bad[:5])} hold values above 1"
-        )
+        raise InputError(f"{root}: dataset.json says binary labels but {', '.join(bad[:5])} hold values above 1")
     return TestSet(root, tuple(cases), binary)
