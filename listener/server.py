@@ -68,6 +68,9 @@ class Listener:
         if removed:
             log.warning("removed %d partial spool files left by an earlier run", removed)
         self.store = InstanceStore(spool, sessions, config.listener.min_free_mb * 1024 * 1024)
+        orphans = self.store.remove_unrecorded_files()
+        if orphans:
+            log.warning("removed %d spool files never recorded (listener killed before acknowledging them)", orphans)
         self._tallies: dict[int, AssociationTally] = {}
         self._lock = threading.Lock()
         self._server = None

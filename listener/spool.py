@@ -45,6 +45,10 @@ class Spool:
     def remove(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
 
+    def stored_files(self) -> set[str]:
+        """Every complete spool file, as the relative path the database records."""
+        return {p.relative_to(self.root).as_posix() for p in self.root.glob("??/*.dcm")}
+
     def clean_temporary(self) -> int:
         """Remove partial files a killed listener left behind (they were never acknowledged)."""
         removed = 0

@@ -11,10 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import audit
+from ..db.models import Instance
 from ..db.queue import InstanceOutcome, ReceivedInstance, record_instance
 from .spool import Spool
 
@@ -66,6 +68,17 @@ class InstanceStore:
         if tally is not None:
             tally.counts[(info.study_uid, info.series_uid, outcome)] += 1
         return SUCCESS
+
+    def remove_unrecorded_files(self) -> int:
+        """Remove spool files without an instance row. Only a listener killed between the rename and the
+        database commit leaves one; that instance was never acknowledged, so its sender sends it again.
+        Call before the listener accepts associations (no store is in flight then)."""
+        with self.sessions() as session:
+            recorded = set(session.scalars(select(Instance.spool_path)))
+        orphans = self.spool.stored_files() - recorded
+        for relative in orphans:
+            self.spool.remove(relative)
+        return len(orphans)
 
     def _record(self, info: ReceivedInstance, relative: str, size: int) -> str:
         for attempt in range(3):

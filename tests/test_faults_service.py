@@ -168,10 +168,9 @@ def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_p
         referenced = {row.spool_path for row in rows}
         assert referenced <= on_disk  # every recorded instance has its file
         assert not any(name.endswith(".part") for name in on_disk), "partial spool files left behind"
-        # A kill between the spool rename and the database commit can leave the one instance in flight as an
-        # unreferenced complete file (it was never acknowledged, the sender sends it again). Known leak,
-        # reported to E (/tmp/ichvol_status/F_to_E.md #3): at most that one.
-        assert len(on_disk - referenced) <= 1, sorted(on_disk - referenced)
+        # A kill between the spool rename and the database commit leaves the instance in flight as a complete
+        # file nothing refers to (never acknowledged: the sender sends it again); the restart removes it.
+        assert on_disk == referenced, sorted(on_disk - referenced)
         resent = storescu(port, files)  # the sender retries the whole study
         assert resent.returncode == 0, resent.stderr
         rows = db.instances(study_uid)
