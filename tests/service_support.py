@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ichvol.db.engine import open_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ichvol.config import Config, load_config
+from ichvol.db.engine import open_database
 
 PG_ENV = "ICHVOL_TEST_DATABASE_URL"
 

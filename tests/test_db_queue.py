@@ -9,6 +9,11 @@ import time
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from service_support import db_url  # noqa: F401 - fixture
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from ichvol.config import RetryPolicy, RoutingConfig
 from ichvol.db.engine import open_database
 from ichvol.db.models import AuditEvent, Base, Job, JobState, Send, SendState
 from ichvol.db.queue import (
@@ -24,11 +29,6 @@ from ichvol.db.queue import (
     release_for_retry,
     resubmit,
 )
-from service_support import db_url  # noqa: F401 - fixture
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
-
-from ichvol.config import RetryPolicy, RoutingConfig
 from ichvol.errors import InputError
 
 ROUTING = RoutingConfig(min_slices=3)

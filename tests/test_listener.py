@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from ichvol.db.models import AuditEvent, Instance, Study
-from ichvol.listener.server import Listener
 from peers import echoscu, require, storescu, write_ct_series
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -17,6 +15,8 @@ from pynetdicom.sop_class import CTImageStorage
 from service_support import db_url, make_config, sessions_for  # noqa: F401 - db_url is a fixture
 from sqlalchemy import select, text
 
+from ichvol.db.models import AuditEvent, Instance, Study
+from ichvol.listener.server import Listener
 from ichvol.service.watcher import queue_stable
 
 

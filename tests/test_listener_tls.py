@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ichvol.listener.server import Listener
 from peers import StoreSCP, echoscu, free_port, require
 from service_support import make_config, sessions_for
 
+from ichvol.listener.server import Listener
 from ichvol.service.sender import Sender
 
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "make-tls-certs.sh"

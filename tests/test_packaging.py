@@ -67,8 +67,8 @@ def test_wheel_imports_without_the_source_tree(wheel, tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "site")
     code = "import ichvol.listener, ichvol.models, ichvol.db; import ichvol; print(ichvol.__file__)"
-    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(tmp_path / 'site')!r}]; " + code],
-                         cwd=tmp_path, capture_output=True, text=True)
+    prelude = f"import sys; sys.path[:0] = [{str(tmp_path / 'site')!r}]; "
+    out = subprocess.run([sys.executable, "-S", "-c", prelude + code], cwd=tmp_path, capture_output=True, text=True)
     # -S drops site-packages, so only the import check of our own modules matters: third-party imports
     # inside package __init__ files would fail here, which is why those stay light.
     assert out.returncode == 0, out.stderr

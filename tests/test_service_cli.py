@@ -7,8 +7,6 @@ import json
 
 import pydicom
 import pytest
-from ichvol.db.engine import open_database
-from ichvol.db.models import AuditEvent, Job, JobState
 from peers import (
     IchvolService,
     echoscu,
@@ -25,6 +23,8 @@ from typer.testing import CliRunner
 
 from ichvol.cli import app
 from ichvol.config import load_config
+from ichvol.db.engine import open_database
+from ichvol.db.models import AuditEvent, Job, JobState
 from ichvol.errors import IchvolError
 
 

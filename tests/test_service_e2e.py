@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from ichvol.models import default_model_path
 from peers import IchvolService, StoreSCP, echoscu, free_port, ichvol_config, require, run_tool, storescu, toml_dumps
+
+from ichvol.models import default_model_path
 
 STABLE_SECONDS = 2
 

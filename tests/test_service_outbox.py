@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from ichvol.db.models import AuditEvent, Job, Send, SendState
-from ichvol.db.queue import ReceivedInstance, add_sends, queue_stable_studies, record_instance, result_uids
 from peers import StoreSCP, free_port, require, write_ct_series
 from service_support import make_config, sessions_for
 from sqlalchemy import select
 
+from ichvol.db.models import AuditEvent, Job, Send, SendState
+from ichvol.db.queue import ReceivedInstance, add_sends, queue_stable_studies, record_instance, result_uids
 from ichvol.service.sender import Sender
 
 CT = "1.2.840.10008.5.1.4.1.1.2"

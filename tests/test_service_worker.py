@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pydicom
 import pytest
-from ichvol.db.models import AuditEvent, Job, JobState, Send
-from ichvol.db.queue import record_instance
-from ichvol.listener.spool import Spool
-from ichvol.listener.store import describe
 from peers import write_ct_series
 from service_support import make_config, sessions_for
 from sqlalchemy import select
 
+from ichvol.db.models import AuditEvent, Job, JobState, Send
+from ichvol.db.queue import record_instance
+from ichvol.listener.spool import Spool
+from ichvol.listener.store import describe
 from ichvol.service.watcher import queue_stable
 from ichvol.service.worker import Worker
 

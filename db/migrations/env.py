@@ -1,6 +1,7 @@
 """Alembic environment: ichvol runs migrations programmatically (ichvol.db.engine.migrate) on a connection."""
 
 from alembic import context
+
 from ichvol.db.models import Base
 
 connection = context.config.attributes["connection"]
