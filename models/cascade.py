@@ -106,7 +106,15 @@ def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, config: Mo
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2))
     probs = stage_probabilities(network, image, config.stage2, config.cascade)
-    return resize(probs, crop.shape).argmax(0).numpy().astype(np.uint8)
+    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability)
+
+
+def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float) -> np.ndarray:
+    """(C, z, y, x) probabilities -> uint8 labels: hemorrhage where 1 - p(bg) >= min_probability, of the most
+    probable hemorrhage type."""
+    kind = probabilities[1:].argmax(0) + 1
+    found = (1.0 - probabilities[0]) >= min_probability
+    return torch.where(found, kind, torch.zeros_like(kind)).numpy().astype(np.uint8)
 
 
 def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) -> int:

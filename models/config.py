@@ -83,6 +83,9 @@ class CascadeSettings:
     # Stage 1 only has to find where to look: a coarse voxel counts when its hemorrhage probability (1 - p(bg))
     # reaches this. Below 0.5 favours recall; stage 2 removes what is not blood.
     stage1_min_probability: float = 0.5
+    # Stage 2: a voxel is hemorrhage when 1 - p(bg) reaches this, of the most probable type. Plain argmax
+    # loses voxels whose hemorrhage probability is split between types.
+    stage2_min_probability: float = 0.5
     # Post-processing: a predicted connected component whose median HU lies outside this range (acute blood is
     # about 50-90 HU) is dropped; it removes findings in bone partial volume. None: off (the paper has none).
     component_median_hu: tuple[float, float] | None = None

@@ -15,7 +15,7 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import drop_implausible_components, stage1_rois, stage2_labels, stage_probabilities
+from .cascade import drop_implausible_components, hemorrhage_labels, stage1_rois, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
 from .preprocess import head_box, normalize
@@ -103,7 +103,7 @@ class CascadePredictor:
         probs = stage_probabilities(self.networks[stage], normalize(hu[head], self.config.preprocessing),
                                     stage_config, self.config.cascade)
         labels = np.zeros(hu.shape, dtype=np.uint8)
-        labels[head] = probs.argmax(0).numpy().astype(np.uint8)
+        labels[head] = hemorrhage_labels(probs, self.config.cascade.stage2_min_probability)
         seconds = time.perf_counter() - start
         return Prediction(labels=labels, seconds_stage1=seconds if stage == 1 else 0.0,
                           seconds_stage2=seconds if stage == 2 else 0.0, seconds_total=seconds, rois=[])
