@@ -7,16 +7,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ichvol.labels import Hemorrhage
 
-from ichvol.labels import Hemorrhage  # noqa: E402
-
-from .run import CaseResult  # noqa: E402
-from .summary import GroupSummary  # noqa: E402
+from .run import CaseResult
+from .summary import GroupSummary
 
 CSV_FIELDS = (
     "name",
@@ -114,7 +110,18 @@ def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], *, title: s
     path.write_text("\n".join(lines))
 
 
+def _pyplot():
+    """matplotlib, imported only when a plot is drawn: it costs every `ichvol` command a second otherwise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _bland_altman(path: Path, true: np.ndarray, estimate: np.ndarray, title: str) -> None:
+    plt = _pyplot()
     mean, diff = (estimate + true) / 2.0, estimate - true
     bias, spread = float(diff.mean()), 1.96 * float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -133,6 +140,7 @@ def _bland_altman(path: Path, true: np.ndarray, estimate: np.ndarray, title: str
 
 
 def write_plots(folder: Path, results: Sequence[CaseResult]) -> list[Path]:
+    plt = _pyplot()
     true = np.array([r.true_volume_ml for r in results])
     model = np.array([r.predicted_volume_ml for r in results])
     abc2 = np.array([r.abc2_truth_ml for r in results])
