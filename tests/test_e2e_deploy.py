@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from peers import StoreSCP, echoscu, require
+from peers import StoreSCP, echoscu
 
 from ichvol.config import Config, load_config
 
@@ -120,15 +120,6 @@ def test_systemd_units_verify(unit, tmp_path):
                             timeout=60)
     problems = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert result.returncode == 0 and problems == [], result.stderr
-
-
-@pytest.fixture(scope="module")
-def tls_certs(tmp_path_factory):
-    require("openssl")
-    out = tmp_path_factory.mktemp("tls")
-    subprocess.run(["bash", str(DEPLOY / "make-tls-certs.sh"), str(out)], check=True, capture_output=True,
-                   timeout=120)
-    return out
 
 
 def test_tls_script_makes_a_ca_and_certificates_it_signed(tls_certs):

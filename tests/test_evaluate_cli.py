@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from test_evaluate_report import REQUIRED_KEYS
 
 from ichvol.errors import ModelError
 from ichvol.models.config import ModelConfig
@@ -16,17 +17,6 @@ from ichvol.models.network import build_network
 from ichvol.nifti import write_volume
 from ichvol.synth import SynthOptions, generate_case
 
-REQUIRED_KEYS = {
-    "dsc_mean",
-    "iou_mean",
-    "precision_mean",
-    "recall_mean",
-    "volume_mae_ml_model",
-    "volume_mae_ml_abc2",
-    "volume_mae_ml_abc2_kothari",
-    "seconds_per_case",
-    "n_cases",
-}
 TINY = {
     "name": "ichvol-eval-tiny",
     "version": "0.0.1",

@@ -9,7 +9,6 @@ import contextlib
 import random
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -319,15 +318,6 @@ def test_pdu_longer_than_the_limit_is_refused_before_it_is_read(listener):
     assert streamed < 16 << 20, f"the listener read {streamed >> 20} MiB of one PDU"
     assert service.running
     assert echoscu(port).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def tls_certs(tmp_path_factory):
-    require("openssl")
-    out = tmp_path_factory.mktemp("tls")
-    subprocess.run(["bash", str(DEPLOY / "make-tls-certs.sh"), str(out)], check=True, capture_output=True,
-                   timeout=120)
-    return out
 
 
 def test_tls_listener_accepts_a_tls_client_and_refuses_a_plain_one(tmp_path, tls_certs, study):
