@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import ModelConfig
 from .folder import TRAINING_FILE
 
+NOTES_FILE = "notes.md"  # the maintainer's notes on weaknesses, included verbatim
 EVALUATION_FILE = "evaluation.json"  # figures measured by `ichvol evaluate`, copied in by the maintainer
 
 
@@ -58,6 +59,9 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         "## Validation during training (metrics.csv)",
     ]
     lines += _best_rows(folder / "metrics.csv")
+    notes = folder / NOTES_FILE
+    if notes.is_file():
+        lines += ["", "## Known limitations", notes.read_text().strip()]
     lines += ["", "## Evaluation (measured with `ichvol evaluate`)"]
     if evaluations:
         for name, summary in evaluations.items():
