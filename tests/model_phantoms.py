@@ -73,6 +73,22 @@ def write_dataset(folder: Path, n_cases: int = 4, shape=(10, 64, 64)) -> Path:
     return folder
 
 
+def write_untrained_model(folder: Path, config_dict: dict = TINY_CONFIG, seed: int = 0) -> Path:
+    """A complete model folder (config.json, labels.json, stage1.pt, stage2.pt) with seeded random weights:
+    the predictor and the worker run the cascade for real; the masks mean nothing."""
+    from ichvol.models.config import ModelConfig
+    from ichvol.models.folder import write_config as write_model_config
+    from ichvol.models.folder import write_weights
+    from ichvol.models.network import build_network
+
+    config = ModelConfig.from_dict(config_dict)
+    write_model_config(folder, config)
+    torch.manual_seed(seed)
+    for stage, stage_config in ((1, config.stage1), (2, config.stage2)):
+        write_weights(folder, stage, build_network(stage_config, config.in_channels, config.num_classes).state_dict())
+    return folder
+
+
 def write_config(path: Path, **changes) -> Path:
     config = json.loads(json.dumps(TINY_CONFIG))
     for section, values in changes.items():

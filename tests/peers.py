@@ -434,33 +434,12 @@ def write_ct_series(out_dir: Path, slices: int = 4, size: int = 16, study_uid: s
     return paths
 
 
-# A small model with the shipped architecture family but few filters, and untrained (seeded) weights: the
-# transport and fault tests need a worker that really runs the cascade, not a good segmentation.
-TINY_MODEL_CONFIG = {
-    "name": "ichvol-peers-tiny",
-    "version": "0.0.1",
-    "stage1": {"patch_size": [8, 32, 32], "filters": [4, 8, 8], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-               "deep_supr_num": 1, "in_plane_spacing_mm": 4.0},
-    "stage2": {"patch_size": [8, 32, 32], "filters": [4, 8, 8], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-               "deep_supr_num": 1},
-}
-
-
 def make_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A complete model folder (config.json, labels.json, stage1.pt, stage2.pt) the worker can load."""
-    import torch
+    """A model folder of the shipped architecture family with few filters and untrained (seeded) weights: the
+    transport and fault tests need a worker that really runs the cascade, not a good segmentation."""
+    from model_phantoms import write_untrained_model
 
-    from ichvol.models.config import ModelConfig
-    from ichvol.models.folder import write_config, write_weights
-    from ichvol.models.network import build_network
-
-    config = ModelConfig.from_dict(TINY_MODEL_CONFIG, source="tests/peers.py")
-    write_config(folder, config)
-    torch.manual_seed(seed)
-    for stage, stage_config in ((1, config.stage1), (2, config.stage2)):
-        network = build_network(stage_config, config.in_channels, config.num_classes)
-        write_weights(folder, stage, network.state_dict())
-    return folder
+    return write_untrained_model(folder, seed=seed)
 
 
 def fast_service_sections(model: Path | None = None, lease_seconds: float = 30) -> dict[str, dict[str, Any]]:

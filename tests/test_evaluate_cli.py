@@ -6,14 +6,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from model_phantoms import write_untrained_model
 from test_evaluate_report import REQUIRED_KEYS
 
 from ichvol.errors import ModelError
-from ichvol.models.config import ModelConfig
 from ichvol.models.evaluation.cli import evaluate_command
-from ichvol.models.folder import write_config, write_weights
-from ichvol.models.network import build_network
 from ichvol.nifti import write_volume
 from ichvol.synth import SynthOptions, generate_case
 
@@ -45,13 +42,7 @@ def _ichvol(*args):
 def tiny_model(tmp_path_factory):
     """A model folder in the shipped format with seeded random weights: the predictor runs for real, its
     masks are meaningless, which is all the plumbing needs."""
-    folder = tmp_path_factory.mktemp("model")
-    config = ModelConfig.from_dict(TINY)
-    write_config(folder, config)
-    torch.manual_seed(0)
-    for stage, stage_config in ((1, config.stage1), (2, config.stage2)):
-        write_weights(folder, stage, build_network(stage_config, config.in_channels, config.num_classes).state_dict())
-    return folder
+    return write_untrained_model(tmp_path_factory.mktemp("model"), TINY)
 
 
 @pytest.fixture(scope="module")
