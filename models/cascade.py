@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from scipy import ndimage
 
 from .config import CascadeSettings, ModelConfig, StageConfig
 from .preprocess import (
@@ -96,15 +95,21 @@ def roi_boxes(
     return [square_in_plane(b, shape) for b in boxes]
 
 
-def roi_input_shape(box: Box, stage: StageConfig) -> tuple[int, int, int]:
-    """Stage 2 sees a ROI with its slices kept and the (square) in-plane extent resized to the patch."""
-    return (box[0].stop - box[0].start, stage.patch_size[1], stage.patch_size[2])
+def roi_input_shape(box: Box, stage: StageConfig, pixel_spacing: tuple[float, float]) -> tuple[int, int, int]:
+    """Stage 2 sees a ROI with its slices kept and the (square) in-plane extent resized to the patch, or to
+    finer pixels when the stage sets `roi_max_spacing_mm` (the sliding window then covers it)."""
+    side = stage.patch_size[1]
+    if stage.roi_max_spacing_mm:
+        extent_mm = (box[1].stop - box[1].start) * pixel_spacing[0]
+        side = max(side, int(round(extent_mm / stage.roi_max_spacing_mm)))
+    return (box[0].stop - box[0].start, side, side)
 
 
-def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, config: ModelConfig) -> np.ndarray:
+def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
+                  config: ModelConfig) -> np.ndarray:
     """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid."""
     crop = hu[box]
-    image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2))
+    image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     probs = stage_probabilities(network, image, config.stage2, config.cascade)
     return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability)
 
@@ -115,16 +120,3 @@ def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float) -> np
     kind = probabilities[1:].argmax(0) + 1
     found = (1.0 - probabilities[0]) >= min_probability
     return torch.where(found, kind, torch.zeros_like(kind)).numpy().astype(np.uint8)
-
-
-def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) -> int:
-    """Clear (in place) connected hemorrhage components whose median HU lies outside `hu_range`; returns how
-    many were cleared."""
-    components, count = ndimage.label(labels > 0)
-    if count == 0:
-        return 0
-    medians = ndimage.median(hu, components, index=np.arange(1, count + 1))
-    bad = [i + 1 for i, m in enumerate(np.atleast_1d(medians)) if not hu_range[0] <= m <= hu_range[1]]
-    if bad:
-        labels[np.isin(components, bad)] = 0
-    return len(bad)

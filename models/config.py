@@ -42,6 +42,9 @@ class StageConfig:
     strides: tuple[tuple[int, int, int], ...]
     deep_supr_num: int = 2
     in_plane_spacing_mm: float | None = None  # stage 1 only: in-plane resampling of the head crop
+    # Stage 2 only: a ROI is resized in-plane to the patch size, or larger where that would make its pixels
+    # coarser than this (thin subdural films and sulcal blood vanish at 2 mm pixels); None: always the patch.
+    roi_max_spacing_mm: float | None = None
     # Per-level conv kernels; None: 3x3x3 everywhere. (1, 3, 3) on the top levels follows nnU-Net for thick
     # slices (in-plane pixels much finer than the slice spacing) and costs a third.
     kernels: tuple[tuple[int, int, int], ...] | None = None
@@ -89,6 +92,9 @@ class CascadeSettings:
     # Post-processing: a predicted connected component whose median HU lies outside this range (acute blood is
     # about 50-90 HU) is dropped; it removes findings in bone partial volume. None: off (the paper has none).
     component_median_hu: tuple[float, float] | None = None
+    # Post-processing: hemorrhage outside the cranial cavity (scalp, face, neck, bone) is cleared; the cavity
+    # is found from the skull in each slice (models/postprocess.py).
+    intracranial_gate: bool = True
     merge_distance_mm: float = 30.0  # ROIs closer than this are merged into one box
     sliding_window_overlap: float = 0.5
     blend_mode: str = "constant"  # averaged overlaps, as in the paper

@@ -1,19 +1,21 @@
-"""Training data: cases read from `images/<case>.nii.gz` + `labels/<case>.nii.gz`, preprocessed once into
-cached arrays per stage (coarse head volumes for stage 1, full-resolution ROIs for stage 2), and the MONAI
-augmentation pipeline of the paper's recipe."""
+"""Training data: cases in one of two layouts (see `find_cases`), preprocessed once into cached arrays per stage
+(coarse head volumes for stage 1, full-resolution ROIs for stage 2), and the MONAI augmentation pipeline of
+the paper's recipe."""
 
 from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from monai import transforms as mt
 
-from ichvol.errors import InputError
+from ichvol.errors import InputError, NotDicomError
 from ichvol.nifti import read_volume
 
 from .cascade import roi_boxes, roi_input_shape
@@ -22,26 +24,132 @@ from .preprocess import coarse_shape, downsample_labels, foreground_boxes, head_
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SLICE_SPACING_MM = 5.0  # for a one-slice volume, which has no spacing of its own
+
+# (HU float32 (slices, rows, columns), labels uint8 (same shape), pixel spacing (rows, columns) mm, slice spacing mm)
+CaseArrays = tuple[np.ndarray, np.ndarray, tuple[float, float], float]
+
+
+class Case(ABC):
+    """One training case: its id and how to load its CT and label map (0 background, 1..5 Hemorrhage)."""
+
+    case_id: str
+    layout: ClassVar[str]  # the data layout, as training.json and the model card describe it
+
+    @abstractmethod
+    def load(self) -> CaseArrays:
+        """(HU float32, labels uint8, pixel spacing, slice spacing) on the CT's own grid."""
+
 
 @dataclass(frozen=True)
-class Case:
+class NiftiCase(Case):
+    """`images/<case>.nii.gz` (HU) with `labels/<case>.nii.gz` on the same grid."""
+
     case_id: str
     image_path: Path
     label_path: Path
+    layout: ClassVar[str] = "NIfTI images/ + labels/ folder"
+
+    def load(self) -> CaseArrays:
+        hu, geometry = read_volume(self.image_path)
+        labels, _ = read_volume(self.label_path)
+        if labels.shape != hu.shape:
+            raise InputError(f"case {self.case_id}: labels {labels.shape} and image {hu.shape} differ in shape")
+        return hu.astype(np.float32), np.rint(labels).astype(np.uint8), geometry.pixel_spacing, \
+            _slice_spacing(geometry.slice_spacing)
+
+
+@dataclass(frozen=True)
+class DicomSegCase(Case):
+    """A folder holding a DICOM study: the CT series and one SEG with the labels (ichvol.seg.read_segmentation
+    says how segments become types). `series_uid` is the CT series the SEG is read on."""
+
+    case_id: str
+    folder: Path
+    seg_path: Path
+    series_uid: str
+    layout: ClassVar[str] = "DICOM study + SEG per case folder"
+
+    @classmethod
+    def find(cls, folder: Path) -> DicomSegCase:
+        """The case of a folder: InputError naming the folder when it has a CT but no SEG, several SEGs, or a
+        SEG whose CT series is not there; NotDicomError when it holds no DICOM at all."""
+        from ichvol.seg import find_segmentation
+
+        try:
+            seg_path, series_uid = find_segmentation(folder)
+        except NotDicomError:
+            raise
+        except InputError as exc:
+            raise _naming_case(exc, folder.name) from exc
+        return cls(folder.name, folder, seg_path, series_uid)
+
+    def load(self) -> CaseArrays:
+        from ichvol.dicom import load_ct_image
+        from ichvol.seg import read_segmentation
+
+        try:
+            image, _ = load_ct_image(self.folder, series_uid=self.series_uid)
+            labels = read_segmentation(self.seg_path, image)
+        except InputError as exc:
+            raise _naming_case(exc, self.case_id) from exc
+        geometry = image.geometry
+        return image.hu.astype(np.float32), labels, geometry.pixel_spacing, _slice_spacing(geometry.slice_spacing)
+
+
+def _slice_spacing(spacing: float) -> float:
+    return spacing if spacing > 0 else DEFAULT_SLICE_SPACING_MM
+
+
+def _naming_case(exc: InputError, case_id: str) -> InputError:
+    """The same error (same type) with the case named first."""
+    try:
+        return type(exc)(f"case {case_id}: {exc}")
+    except TypeError:  # a subclass with other constructor arguments
+        return InputError(f"case {case_id}: {exc}")
 
 
 def find_cases(data_dir: Path) -> list[Case]:
+    """The training cases of `data_dir`, in one of two layouts:
+
+    - NIfTI: `images/<case>.nii.gz` (HU) and `labels/<case>.nii.gz` (0 background, 1 IPH, 2 IVH, 3 SAH, 4 SDH,
+      5 EDH) on the same grid; chosen when `images/` or `labels/` exists;
+    - DICOM + SEG: one folder per case, `<case>/`, holding a DICOM study (any file names, sub-folders allowed)
+      with the CT series and one DICOM SEG of it; the CT series the SEG references is used. Folders without
+      DICOM are skipped (with a warning).
+
+    InputError naming the case when one is incomplete (image without labels, CT without SEG, SEG without its
+    CT series), and when no case is found.
+    """
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such folder (expected images/ and labels/ folders, or one folder per "
+                         "case holding a DICOM study with its SEG)")
+    if (data_dir / "images").is_dir() or (data_dir / "labels").is_dir():
+        return _nifti_cases(data_dir)
+    cases: list[Case] = []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            cases.append(DicomSegCase.find(folder))
+        except NotDicomError:
+            log.warning("%s: no DICOM files; not a case", folder)
+    if not cases:
+        raise InputError(f"{data_dir}: no training cases; expected images/ and labels/ folders with "
+                         "<case>.nii.gz files, or one folder per case holding a DICOM study with its SEG")
+    return cases
+
+
+def _nifti_cases(data_dir: Path) -> list[Case]:
     images, labels = data_dir / "images", data_dir / "labels"
     if not images.is_dir() or not labels.is_dir():
         raise InputError(f"{data_dir}: expected images/ and labels/ folders with <case>.nii.gz files")
-    cases = []
+    cases: list[Case] = []
     for image_path in sorted(images.glob("*.nii.gz")):
         case_id = image_path.name[: -len(".nii.gz")]
         label_path = labels / image_path.name
         if not label_path.is_file():
             raise InputError(f"{data_dir}: case {case_id} has an image but no labels/{image_path.name}")
-        cases.append(Case(case_id, image_path, label_path))
+        cases.append(NiftiCase(case_id, image_path, label_path))
     if not cases:
         raise InputError(f"{data_dir}/images: no .nii.gz cases found")
     return cases
@@ -56,13 +164,9 @@ def split_cases(cases: list[Case], fraction: float, seed: int) -> tuple[list[Cas
     return train, val
 
 
-def load_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float]:
-    hu, geometry = read_volume(case.image_path)
-    labels, label_geometry = read_volume(case.label_path)
-    if labels.shape != hu.shape:
-        raise InputError(f"case {case.case_id}: labels {labels.shape} and image {hu.shape} differ in shape")
-    spacing = geometry.slice_spacing if geometry.slice_spacing > 0 else 5.0
-    return hu.astype(np.float32), np.rint(labels).astype(np.uint8), geometry.pixel_spacing, spacing
+def load_case(case: Case) -> CaseArrays:
+    """(HU float32, labels uint8, pixel spacing, slice spacing) of a case, whatever its layout."""
+    return case.load()
 
 
 def stage1_items(case: Case, config: ModelConfig) -> list[dict]:
@@ -87,7 +191,7 @@ def stage2_items(case: Case, config: ModelConfig, rng: np.random.Generator) -> l
         boxes.append(_random_box(head, hu.shape, pixel_spacing, rng))
     items = []
     for box in boxes:
-        image = resize(normalize(hu[box], config.preprocessing), roi_input_shape(box, config.stage2))
+        image = resize(normalize(hu[box], config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
         label = resize(torch.from_numpy(labels[box])[None], image.shape[1:], mode="nearest").to(torch.uint8)
         items.append({"image": image.half(), "label": label, "case": case.case_id})
     return items

@@ -32,6 +32,7 @@ class TrainRequest:
     epochs: int | None = None
     device: str = "auto"
     resume: bool = False
+    init_from: Path | None = None  # fine-tune: start each stage from this model folder's weights
 
 
 @dataclass
@@ -60,6 +61,9 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
         elif checkpoint_path(out, stage).is_file():
             raise InputError(f"{out} already holds a stage {stage} checkpoint: pass --resume to continue it "
                              "or choose another --out")
+        elif request.init_from is not None:
+            trainer.start_from(request.init_from)
+            info.setdefault("initialised_from", {})[f"stage{stage}"] = str(request.init_from)
         if trainer.epoch >= config.training.epochs:
             log.info("stage %d already trained for %d epochs", stage, trainer.epoch)
             continue
@@ -112,7 +116,7 @@ def _describe_data(data_dir: Path, train_cases, val_cases) -> dict:
         "n_train": len(train_cases),
         "n_validation": len(val_cases),
         "validation_cases": [c.case_id for c in val_cases],
-        "source": "NIfTI images/ + labels/ folder",
+        "source": (list(train_cases) + list(val_cases))[0].layout,
     }
     # `ichvol synth` describes what it generated in dataset.json; keep its provenance with the model.
     dataset_json = Path(data_dir) / "dataset.json"

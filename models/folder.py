@@ -60,19 +60,24 @@ def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> di
     do not match the config (missing/unexpected keys, other shapes)."""
     networks = {}
     for stage in STAGES:
-        path = Path(folder) / weights_file(stage)
-        if not path.is_file():
-            raise ModelError(f"{folder}: missing weights {path.name}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many kinds for a corrupt file
-            raise ModelError(f"{path}: cannot read weights ({exc})") from exc
         stage_config = config.stage1 if stage == 1 else config.stage2
         network = build_network(stage_config, config.in_channels, config.num_classes)
-        check_weights(network, state, f"{path} (stage {stage})")
-        network.load_state_dict(state)
+        network.load_state_dict(read_weights(Path(folder), stage, network))
         networks[stage] = network.to(device).eval()
     return networks
+
+
+def read_weights(folder: Path, stage: int, network: torch.nn.Module) -> dict:
+    """One stage's weights from a model folder, checked against `network`'s architecture."""
+    path = Path(folder) / weights_file(stage)
+    if not path.is_file():
+        raise ModelError(f"{folder}: missing weights {path.name}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt file
+        raise ModelError(f"{path}: cannot read weights ({exc})") from exc
+    check_weights(network, state, f"{path} (stage {stage})")
+    return state
 
 
 def check_weights(network: torch.nn.Module, state: dict, what: str) -> None:

@@ -15,9 +15,10 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import drop_implausible_components, hemorrhage_labels, stage1_rois, stage2_labels, stage_probabilities
+from .cascade import hemorrhage_labels, stage1_rois, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
+from .postprocess import drop_implausible_components, intracranial_mask
 from .preprocess import head_box, normalize
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,12 @@ class CascadePredictor:
         after_stage1 = time.perf_counter()
         labels = np.zeros(hu.shape, dtype=np.uint8)
         for box in boxes:
-            roi = stage2_labels(self.networks[2], hu, box, self.config)
+            roi = stage2_labels(self.networks[2], hu, box, geometry.pixel_spacing, self.config)
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[box]
             region[roi > 0] = roi[roi > 0]
+        if boxes and self.config.cascade.intracranial_gate:
+            labels[~intracranial_mask(hu, geometry.pixel_spacing)] = 0
         if self.config.cascade.component_median_hu is not None:
             drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
         end = time.perf_counter()

@@ -22,7 +22,7 @@ from ichvol.errors import ModelError
 from .cascade import stage_probabilities
 from .config import ModelConfig
 from .data import train_transforms
-from .folder import write_weights
+from .folder import read_weights, write_weights
 from .network import build_network
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ class StageTrainer:
                                            weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             self.optimizer, T_0=max(1, settings.restart_epochs * settings.iterations_per_epoch))
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
+        # Batch Dice (nnU-Net): a crop usually holds one hemorrhage type; per-sample Dice would score the absent
+        # types too and drown the gradient of the present one.
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch = 0
@@ -85,6 +87,12 @@ class StageTrainer:
         log.info("stage %d: resuming after epoch %d (best validation Dice %.4f)", self.stage, self.epoch,
                  self.best_dice)
         return True
+
+    def start_from(self, folder: Path) -> None:
+        """Fine-tuning: start from another model folder's weights of this stage (a fresh optimiser and
+        schedule); the folder's architecture must be this config's."""
+        self.network.load_state_dict(read_weights(folder, self.stage, self.network))
+        log.info("stage %d: starting from the weights of %s", self.stage, folder)
 
     def fit(self, train_items: list[dict], val_items: list[dict], epochs: int,
             on_iteration: Callable[[int, int, float], None] | None = None,

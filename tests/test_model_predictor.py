@@ -2,38 +2,19 @@
 
 import numpy as np
 import pytest
-import torch
-from model_phantoms import TINY_CONFIG, ct_image, one_torch_thread  # noqa: F401
+from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, one_torch_thread  # noqa: F401
 
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_boxes
 from ichvol.models.config import CascadeSettings, ModelConfig
-from ichvol.models.network import build_network
-from ichvol.models.predictor import CascadePredictor
 from ichvol.models.preprocess import foreground_boxes, head_box
-
-
-def _predictor(stage1_class: int, stage2_class: int) -> CascadePredictor:
-    """Real networks whose output bias makes every voxel come out as one class: a stage that always (or
-    never) finds hemorrhage, so that the cascade's control flow can be checked exactly."""
-    config = ModelConfig.from_dict(TINY_CONFIG)
-    networks = {}
-    for stage, (stage_config, winner) in enumerate(((config.stage1, stage1_class), (config.stage2, stage2_class)), 1):
-        torch.manual_seed(stage)
-        network = build_network(stage_config, config.in_channels, config.num_classes)
-        with torch.no_grad():
-            network.output_block.conv.conv.weight.zero_()
-            network.output_block.conv.conv.bias.fill_(-10.0)
-            network.output_block.conv.conv.bias[winner] = 10.0
-        networks[stage] = network.eval()
-    return CascadePredictor(config, networks)
 
 
 @pytest.mark.parametrize("tilt", [0.0, 18.5])
 def test_labels_come_back_on_the_original_grid(tilt):
     image, _ = ct_image((9, 70, 58), tilt_degrees=tilt)
-    prediction = _predictor(Hemorrhage.IPH, Hemorrhage.SDH).predict(image)
+    prediction = constant_predictor(Hemorrhage.IPH, Hemorrhage.SDH).predict(image)
     assert prediction.labels.shape == image.hu.shape and prediction.labels.dtype == np.uint8
     assert len(prediction.rois) == 1
     (z0, z1), (y0, y1), (x0, x1) = prediction.rois[0]
@@ -50,7 +31,7 @@ def test_labels_come_back_on_the_original_grid(tilt):
 
 def test_stage2_is_skipped_when_stage1_finds_nothing():
     image, _ = ct_image((9, 64, 64))
-    predictor = _predictor(0, Hemorrhage.IPH)
+    predictor = constant_predictor(0, Hemorrhage.IPH)
     calls = []
     predictor.networks[2].register_forward_hook(lambda module, inputs, output: calls.append(1))
     prediction = predictor.predict(image)
@@ -76,7 +57,7 @@ def test_far_apart_lesions_give_separate_rois_and_near_ones_merge():
 
 def test_single_stage_baseline_runs_over_the_whole_head():
     image, _ = ct_image((9, 64, 64))
-    prediction = _predictor(0, Hemorrhage.IVH).predict_single_stage(image)
+    prediction = constant_predictor(0, Hemorrhage.IVH).predict_single_stage(image)
     assert prediction.labels.shape == image.hu.shape and (prediction.labels == Hemorrhage.IVH).any()
     assert prediction.rois == []
 
@@ -85,7 +66,7 @@ def test_a_non_volume_is_an_input_error():
     from ichvol.errors import InputError
     from ichvol.geometry import VolumeGeometry
 
-    predictor = _predictor(0, 0)
+    predictor = constant_predictor(0, 0)
     image, _ = ct_image((9, 64, 64))
     flat = CTImage.__new__(CTImage)
     flat.hu, flat.geometry = np.zeros((64, 64)), image.geometry
@@ -95,7 +76,7 @@ def test_a_non_volume_is_an_input_error():
 
 
 def test_components_with_a_median_outside_the_blood_range_are_dropped():
-    from ichvol.models.cascade import drop_implausible_components
+    from ichvol.models.postprocess import drop_implausible_components
 
     hu = np.full((4, 20, 20), 30.0)
     hu[1:3, 2:6, 2:6] = 70.0  # blood

@@ -16,23 +16,36 @@ console = Console()
 
 
 def train(
-    data: Annotated[Path, typer.Option("--data", help="folder with images/<case>.nii.gz and labels/<case>.nii.gz")],
+    data: Annotated[Path, typer.Option("--data", help=(
+        "training data: images/<case>.nii.gz + labels/<case>.nii.gz, or one folder per case holding a DICOM "
+        "study (CT series + one SEG)"))],
     out: Annotated[Path, typer.Option("--out", help="model folder to write (e.g. models/NAME)")],
     config: Annotated[str | None, typer.Option("--config", help="named config (small, paper) or JSON file")] = None,
     stage: Annotated[str, typer.Option("--stage", help="1, 2 or both")] = "both",
     epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per stage (overrides the config)")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="continue from the folder's last checkpoints")] = False,
+    init_from: Annotated[Path | None, typer.Option(
+        "--init-from", help="fine-tune: start from this model folder's weights (same architecture)")] = None,
 ) -> None:
-    """Train the two-stage cascade; writes a self-describing model folder."""
+    """Train the two-stage cascade; writes a self-describing model folder. --data is one of two layouts:
+
+    NIfTI: DATA/images/<case>.nii.gz (HU) + DATA/labels/<case>.nii.gz (0 background, 1 IPH ... 5 EDH).
+
+    DICOM + SEG: DATA/<case>/ holding the case's DICOM study: the CT series and one DICOM SEG of it.
+
+    SEG segments get their type from their code or label (IPH, IVH, SAH, SDH, EDH); generic "hemorrhage": IPH.
+    """
     from ichvol.models.config import load_config
     from ichvol.models.fit import TrainCallbacks, TrainRequest, train_model
 
     stages = {"1": (1,), "2": (2,), "both": (1, 2)}.get(stage)
     if stages is None:
         raise InputError(f"--stage must be 1, 2 or both, not {stage!r}")
+    if resume and init_from is not None:
+        raise InputError("--resume continues a folder's own checkpoints; --init-from starts a new run: pick one")
     request = TrainRequest(Path(data), Path(out), load_config(config) if config else None, stages, epochs, device,
-                           resume)
+                           resume, init_from)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
         task = {}

@@ -20,6 +20,7 @@ from .surroundings import add_head_holder, reconstruction_circle
 
 PAINT_ORDER = (Hemorrhage.SAH, Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IVH, Hemorrhage.IPH)
 MIN_LESION_VOXELS = 8
+SOLID_HU = 150.0  # bone and calcification: denser than any blood
 
 
 def choose_types(rng: np.random.Generator, options: SynthOptions) -> list[Hemorrhage]:
@@ -65,7 +66,10 @@ def paint(hu: np.ndarray, labels: np.ndarray, bleeds: list[Bleed], anatomy, rng:
             falloff = np.clip(1 + sd.data / bleed.edema_mm, 0, 1)
             hu[sd.box][ring] -= (float(rng.uniform(5, 11)) * falloff[ring]).astype(np.float32)
     for bleed in bleeds:
-        w, box = bleed.weight.data, bleed.weight.box
+        box = bleed.weight.box
+        # Blood displaces brain and CSF, never bone or calcification: where the tissue masks (drawn on a
+        # coarser grid) overlap the skull, the bleed stops at the bone, and so does its label.
+        w = bleed.weight.data * (hu[box] < SOLID_HU)
         inside = w > 0
         # Clot is not uniform: a few HU of smooth texture around the bleed's mean density.
         texture = gaussian_filter(rng.standard_normal(w.shape, dtype=np.float32), sigma=(0, 3, 3))

@@ -1,0 +1,71 @@
+"""Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
+water. Both rules are plain image analysis on HU, applied after the networks, and can be switched off in
+the model config (`cascade.intracranial_gate`, `cascade.component_median_hu`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+BONE_HU = 150.0  # calcified bone; partial-volume skull edges lie between this and blood
+CLOSING_MM = 2.0  # seals sutures, foramina and thin bone a slice cuts obliquely
+MIN_CAVITY_MM2 = 200.0  # smaller enclosed pockets (canals, mastoid cells) are not the cranial cavity
+CAVITY_MEDIAN_HU = (-50.0, 90.0)  # brain, CSF and blood; air-filled sinuses and marrow fall outside
+RIM_MM = 1.0  # the cavity is grown by this much so collections against the inner table stay inside
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return (yy**2 + xx**2) <= radius**2
+
+
+def intracranial_mask(hu: np.ndarray, pixel_spacing: tuple[float, float]) -> np.ndarray:
+    """Boolean (z, y, x) mask of the cranial cavity, slice by slice: soft-tissue regions that bone
+    encloses in the slice plane (after a small closing of the bone), large enough and of brain-like
+    density, grown by a millimetre.
+
+    Slices beyond the last ones with a cavity (face and neck below the skull base, scalp above the vertex)
+    are excluded. A slice between cavity slices that has none (a craniectomy, a fracture gap) is left whole,
+    and so is every slice when no cavity is found at all (not a head): the gate never hides what it cannot
+    judge."""
+    hu = np.asarray(hu)
+    cavities = [_cavity(hu[z], pixel_spacing) for z in range(hu.shape[0])]
+    found = [z for z, cavity in enumerate(cavities) if cavity is not None]
+    mask = np.ones(hu.shape, dtype=bool)
+    if not found:
+        return mask
+    mask[: found[0]] = False
+    mask[found[-1] + 1 :] = False
+    for z in found:
+        mask[z] = cavities[z]
+    return mask
+
+
+def _cavity(hu_slice: np.ndarray, pixel_spacing: tuple[float, float]) -> np.ndarray | None:
+    pixel_mm = float(min(pixel_spacing))
+    bone = ndimage.binary_closing(hu_slice > BONE_HU, _disk(max(1, int(round(CLOSING_MM / pixel_mm)))))
+    enclosed = ndimage.binary_fill_holes(bone) & ~bone
+    pockets, count = ndimage.label(enclosed)
+    if count == 0:
+        return None
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(enclosed, pockets, index)
+    medians = np.atleast_1d(ndimage.median(hu_slice, pockets, index))
+    min_pixels = MIN_CAVITY_MM2 / (pixel_spacing[0] * pixel_spacing[1])
+    keep = index[(areas >= min_pixels) & (medians > CAVITY_MEDIAN_HU[0]) & (medians < CAVITY_MEDIAN_HU[1])]
+    if keep.size == 0:
+        return None
+    return ndimage.binary_dilation(np.isin(pockets, keep), _disk(max(1, int(round(RIM_MM / pixel_mm)))))
+
+
+def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) -> int:
+    """Clear (in place) connected hemorrhage components whose median HU lies outside `hu_range`; returns how
+    many were cleared."""
+    components, count = ndimage.label(labels > 0)
+    if count == 0:
+        return 0
+    medians = ndimage.median(hu, components, index=np.arange(1, count + 1))
+    bad = [i + 1 for i, m in enumerate(np.atleast_1d(medians)) if not hu_range[0] <= m <= hu_range[1]]
+    if bad:
+        labels[np.isin(components, bad)] = 0
+    return len(bad)
