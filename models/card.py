@@ -33,7 +33,14 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         f"head crop resampled in-plane to {config.stage1.in_plane_spacing_mm} mm.",
         f"- Stage 2: patch {list(config.stage2.patch_size)}, filters {list(config.stage2.filters)}, on ROIs "
         f"(stage-1 findings + {config.cascade.roi_margin_mm} mm margin) cropped at full resolution, "
-        "square in-plane, resized in-plane to the patch, slices kept.",
+        "square in-plane, resized in-plane to the patch"
+        + (f" or to {config.stage2.roi_max_spacing_mm} mm pixels where the ROI is larger"
+           if config.stage2.roi_max_spacing_mm else "")
+        + ", slices kept.",
+        f"- Post-processing: hemorrhage outside the cranial cavity cleared "
+        f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
+        f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
+        "dropped.",
         f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",
@@ -51,10 +58,14 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         "",
         "## Training",
         f"- Seed {config.training.seed}; AdamW lr {config.training.learning_rate}, CosineAnnealingWarmRestarts; "
-        "DiceCE summed over deep-supervision outputs; augmentation: rotation +-"
+        "DiceCE (batch Dice) summed over deep-supervision outputs; augmentation: rotation +-"
         f"{config.training.rotation_degrees} deg, flips, noise, smoothing, contrast.",
         f"- Device: {training.get('device', '?')}; epochs per stage: {training.get('epochs', {})}; "
         f"wall time: {training.get('seconds', {})} s.",
+    ]
+    if training.get("initialised_from"):
+        lines.append(f"- Fine-tuned: each stage started from the weights of {training['initialised_from']}.")
+    lines += [
         "",
         "## Validation during training (metrics.csv)",
     ]

@@ -81,3 +81,39 @@ def test_data_folder_without_cases_is_an_input_error(tmp_path):
 
     result = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m")])
     assert isinstance(result.exception, InputError) and "images/" in str(result.exception)
+
+
+def test_init_from_fine_tunes_from_another_models_weights(dataset, tmp_path):
+    from model_phantoms import write_untrained_model
+
+    from ichvol.models.folder import weights_file
+
+    start = write_untrained_model(tmp_path / "start", seed=5)
+    out = tmp_path / "tuned"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--stage", "2", "--epochs", "1",
+           "--init-from", str(start))
+    training = json.loads((out / "training.json").read_text())
+    assert training["initialised_from"] == {"stage2": str(start)}
+    assert "Fine-tuned" in (out / "MODEL_CARD.md").read_text()
+    # One epoch of small steps moves the weights, but they stay close to where they started, far closer than
+    # to an independent initialisation.
+    before = torch.load(start / weights_file(2), weights_only=True)
+    after = torch.load(out / weights_file(2), weights_only=True)
+    other = torch.load(write_untrained_model(tmp_path / "other", seed=9) / weights_file(2), weights_only=True)
+    key = next(k for k in before if k.endswith("conv.weight"))
+    assert not torch.equal(before[key], after[key])
+    assert (after[key] - before[key]).norm() < 0.5 * (other[key] - before[key]).norm()
+
+
+def test_init_from_refuses_another_architecture_and_resume(dataset, tmp_path):
+    from model_phantoms import TINY_CONFIG, write_untrained_model
+
+    wider = {**TINY_CONFIG, "stage2": {**TINY_CONFIG["stage2"], "filters": [8, 16, 16]}}
+    start = write_untrained_model(tmp_path / "wider", wider)
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "x"),
+                                 "--config", str(dataset / "tiny.json"), "--stage", "2", "--epochs", "1",
+                                 "--device", "cpu", "--init-from", str(start)])
+    assert result.exit_code != 0 and "do not match the architecture" in str(result.exception)
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "y"),
+                                 "--resume", "--init-from", str(start)])
+    assert result.exit_code != 0 and "pick one" in str(result.exception)
