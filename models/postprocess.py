@@ -25,19 +25,22 @@ def intracranial_mask(hu: np.ndarray, pixel_spacing: tuple[float, float]) -> np.
     density, grown by a millimetre.
 
     Slices beyond the last ones with a cavity (face and neck below the skull base, scalp above the vertex)
-    are excluded. A slice between cavity slices that has none (a craniectomy, a fracture gap) is left whole,
-    and so is every slice when no cavity is found at all (not a head): the gate never hides what it cannot
-    judge."""
+    are excluded. A slice between cavity slices that has none (the skull base cut through its foramina, a
+    craniectomy, a fracture gap) takes the union of the nearest cavities above and below it. When no slice
+    has a cavity (not a head), nothing is excluded: the gate never hides what it cannot judge."""
     hu = np.asarray(hu)
     cavities = [_cavity(hu[z], pixel_spacing) for z in range(hu.shape[0])]
     found = [z for z, cavity in enumerate(cavities) if cavity is not None]
-    mask = np.ones(hu.shape, dtype=bool)
     if not found:
-        return mask
-    mask[: found[0]] = False
-    mask[found[-1] + 1 :] = False
-    for z in found:
-        mask[z] = cavities[z]
+        return np.ones(hu.shape, dtype=bool)
+    mask = np.zeros(hu.shape, dtype=bool)
+    for z in range(found[0], found[-1] + 1):
+        if cavities[z] is not None:
+            mask[z] = cavities[z]
+        else:
+            below = max(f for f in found if f < z)
+            above = min(f for f in found if f > z)
+            mask[z] = cavities[below] | cavities[above]
     return mask
 
 

@@ -164,8 +164,10 @@ class StageTrainer:
 
     def _save(self, result: EpochResult) -> None:
         _append_metrics(self.out / METRICS_FILE, result)
-        # Stage 1 only locates hemorrhage (its type is stage 2's job): keep its best foreground Dice.
-        dice = result.val_dice_foreground if self.stage == 1 else result.val_dice
+        # Stage 1 only locates hemorrhage (its type is stage 2's job): keep its best foreground Dice. Stage 2 is
+        # kept by the mean of foreground and per-type Dice: the volume rests on the first, the types on the second.
+        dice = (result.val_dice_foreground if self.stage == 1
+                else (result.val_dice_foreground + result.val_dice) / 2)
         score = dice if not np.isnan(dice) else -result.train_loss
         if score > self.best_dice:
             self.best_dice = score

@@ -29,15 +29,17 @@ def test_the_cavity_is_inside_the_skull_and_excludes_scalp_bone_and_air():
     assert not mask[:, 0, :].any() and not mask[:, :, 0].any()
 
 
-def test_slices_beyond_the_skull_are_excluded_and_a_gap_in_between_is_kept_whole():
+def test_slices_beyond_the_skull_are_excluded_and_a_gap_in_between_takes_its_neighbours_cavity():
     hu, _ = head((9, 64, 64), lesions=())
     brain, _ = _skull_and_brain(hu.shape)
     hu = hu.astype(np.float32)
     hu[0] = np.where(brain[0], 40.0, -1000.0)  # neck: soft tissue, no skull ring
     hu[4, :, 32:] = np.where(brain[4, :, 32:], 40.0, -1000.0)  # craniectomy: the ring is open on one side
+    hu[4, :, 32:][~brain[4, :, 32:] & (hu[3, :, 32:] > 500)] = 40.0  # scalp where the bone was
     mask = intracranial_mask(hu, SPACING)
     assert not mask[0].any()
-    assert mask[4].all()
+    assert np.array_equal(mask[4], mask[3] | mask[5])
+    assert mask[4][brain[4]].all()
     assert mask[2][brain[2]].all() and not mask[2].all()
 
 
