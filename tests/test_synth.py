@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -301,3 +302,44 @@ def test_large_bleed_pushes_the_brain_away_but_not_the_skull():
     midline = (np.abs(grid.x) < 3) & (grid.z > 0) & (grid.z < 20) & anatomy.brain
     shift_mm = float(dj[midline].mean()) * geometry.pixel_spacing[1]
     assert midline.any() and shift_mm > 1.5  # pushed towards the patient's left (+column)
+
+
+def test_slab_partial_volume_averages_sub_slices_and_keeps_the_truth_consistent():
+    from ichvol.synth.case import SUBSLICES, _average_slabs, label_volumes_ml, slab_geometry
+
+    plain = generate_case(3, SynthOptions(slices=6, size=64, allow_tilt=False))
+    fine = slab_geometry(plain.geometry, thickness_mm=5.0)
+    assert fine.shape[0] == SUBSLICES * plain.geometry.shape[0]
+    offsets = fine.slice_offsets()
+    assert (np.diff(offsets) > 0).all()  # still one ordered stack
+    centres = offsets.reshape(-1, SUBSLICES).mean(axis=1)
+    assert np.allclose(centres, plain.geometry.slice_offsets())
+
+    # Majority of sub-slices decides the label; HU is the mean.
+    sub_labels = np.zeros((2 * SUBSLICES, 1, 3), np.uint8)
+    sub_labels[0:2, 0, 0] = 4  # 2 of 3: labelled
+    sub_labels[2, 0, 1] = 1  # 1 of 3: not labelled
+    sub_labels[3:6, 0, 2] = [2, 0, 2]  # outer two: labelled, of their type
+    hu = np.arange(2 * SUBSLICES * 3, dtype=np.float32).reshape(2 * SUBSLICES, 1, 3)
+    empty = np.zeros((2 * SUBSLICES, 1, 3), bool)
+    anatomy = _TissueMasks(*(empty.copy() for _ in range(5)))
+    mean_hu, labels, reduced = _average_slabs(hu, sub_labels, anatomy)
+    assert labels[:, 0].tolist() == [[4, 0, 0], [0, 0, 2]]
+    assert np.allclose(mean_hu, hu.reshape(2, SUBSLICES, 1, 3).mean(axis=1))
+    assert reduced.brain.shape == (2, 1, 3)
+
+    case = generate_case(3, SynthOptions(slices=6, size=64, allow_tilt=False, slab_partial_volume=True))
+    assert case.hu.shape == case.labels.shape == case.geometry.shape == plain.geometry.shape
+    volumes = label_volumes_ml(case.labels, case.geometry)
+    assert {k: round(v, 6) for k, v in volumes.items()} == case.truth["volumes_ml"]
+
+
+@dataclass
+class _TissueMasks:
+    """The tissue masks the slab reduction carries (the rest of an Anatomy is not needed)."""
+
+    intracranial: np.ndarray
+    brain: np.ndarray
+    csf_spaces: np.ndarray
+    cisterns: np.ndarray
+    all_ventricles: np.ndarray

@@ -31,6 +31,10 @@ def synth(
     extra_series: Annotated[bool, typer.Option(
         "--extra-series/--no-extra-series",
         help="Add scout, bone-kernel and dose-report series to some studies.")] = True,
+    slab: Annotated[bool, typer.Option(
+        "--slab-partial-volume/--no-slab-partial-volume",
+        help="Average each slice over its thickness (bone partial volume at the vertex and skull base); "
+             "3x slower.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel processes.")] = 1,
     slices: Annotated[int | None, typer.Option("--slices", hidden=True, help="Fixed slice count (tests).")] = None,
     size: Annotated[int | None, typer.Option("--size", hidden=True, help="Square matrix size (tests).")] = None,
@@ -53,7 +57,8 @@ def synth(
     if lesion_masks is not None and not lesion_masks.is_dir():
         raise InputError(f"--lesion-masks: {lesion_masks} is not a folder")
     options = SynthOptions(types=chosen, p_no_hemorrhage=no_hemorrhage, allow_tilt=tilt,
-                           non_target_series=extra_series, lesion_masks=lesion_masks, slices=slices, size=size)
+                           non_target_series=extra_series, lesion_masks=lesion_masks, slices=slices, size=size,
+                           slab_partial_volume=slab)
     columns = (TextColumn("[bold]synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as progress:

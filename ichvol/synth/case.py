@@ -20,6 +20,7 @@ from .surroundings import add_head_holder, reconstruction_circle
 
 PAINT_ORDER = (Hemorrhage.SAH, Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IVH, Hemorrhage.IPH)
 MIN_LESION_VOXELS = 8
+SUBSLICES = 3  # samples across a slice's thickness with slab_partial_volume
 SOLID_HU = 150.0  # bone and calcification: denser than any blood
 
 
@@ -121,6 +122,31 @@ def make_truth(labels: np.ndarray, geometry: VolumeGeometry, seed: int, extras: 
     }
 
 
+def slab_geometry(geometry: VolumeGeometry, thickness_mm: float) -> VolumeGeometry:
+    """SUBSLICES sub-slices per slice, spread over its thickness along the normal (no wider than the
+    narrowest gap, so that the stack stays in order)."""
+    gaps = np.diff(geometry.slice_offsets()) if geometry.shape[0] > 1 else np.array([thickness_mm])
+    width = min(thickness_mm, float(np.abs(gaps).min()))
+    steps = (np.arange(SUBSLICES) - (SUBSLICES - 1) / 2) * (width / SUBSLICES)
+    positions = (geometry.positions[:, None, :] + steps[None, :, None] * geometry.normal).reshape(-1, 3)
+    return VolumeGeometry(positions, geometry.row_cosine, geometry.col_cosine, geometry.pixel_spacing,
+                          geometry.rows, geometry.columns)
+
+
+def _average_slabs(hu: np.ndarray, labels: np.ndarray, anatomy: Anatomy):
+    """Sub-slices -> slices: HU averaged; a voxel is labelled when most of its sub-slices are (the type of
+    the middle one, else of an outer one); the tissue masks of the middle sub-slice."""
+    n = hu.shape[0] // SUBSLICES
+    hu = hu.reshape(n, SUBSLICES, *hu.shape[1:]).mean(axis=1)
+    sub = labels.reshape(n, SUBSLICES, *labels.shape[1:])
+    middle = sub[:, SUBSLICES // 2]
+    kind = np.where(middle > 0, middle, sub.max(axis=1))
+    labels = np.where((sub > 0).sum(axis=1) * 2 > SUBSLICES, kind, 0).astype(np.uint8)
+    masks = ("intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")
+    anatomy = replace(anatomy, **{m: getattr(anatomy, m)[SUBSLICES // 2 :: SUBSLICES] for m in masks})
+    return hu.astype(np.float32), labels, anatomy
+
+
 def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase, Anatomy]:
     """The case and the anatomy it was drawn on (its tissue masks are what tests check lesions against)."""
     options = options or SynthOptions()
@@ -129,7 +155,8 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
     geometry, head_center, rotation, acquisition = sample_scan(rng, options, head.c)
     rows, cols = geometry.rows, geometry.columns
     down = 2 if rows % 2 == 0 and cols % 2 == 0 and min(rows, cols) >= 256 else 1
-    grid = HeadGrid(geometry, head_center, rotation, down)
+    drawn_on = slab_geometry(geometry, acquisition.nominal_thickness_mm) if options.slab_partial_volume else geometry
+    grid = HeadGrid(drawn_on, head_center, rotation, down)
     anatomy = build_anatomy(grid, head, rng)
     types = choose_types(rng, options)
     masks = RealMaskLibrary.open(options.lesion_masks) if options.lesion_masks else None
@@ -138,7 +165,7 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
     hu = anatomy.hu.copy()
     if rng.random() < 0.8:
         add_head_holder(hu, hu <= -999.0, grid, rng, (head.a, head.b))
-    labels = np.zeros(geometry.shape, dtype=np.uint8)
+    labels = np.zeros(drawn_on.shape, dtype=np.uint8)
     paint(hu, labels, bleeds, anatomy, rng)
     shift = displacement(grid, anatomy, bleeds, rng)
     if shift is not None:
@@ -146,6 +173,8 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
         hu, labels = warp.linear(hu), warp.nearest(labels)
         anatomy = replace(anatomy, **{name: warp.nearest(getattr(anatomy, name)) for name in (
             "intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")})
+    if drawn_on is not geometry:
+        hu, labels, anatomy = _average_slabs(hu, labels, anatomy)
     hu = add_noise(hu, rng, geometry.pixel_spacing[0])
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     hu_int[:, ~reconstruction_circle(geometry.shape)] = -1024

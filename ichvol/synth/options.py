@@ -28,6 +28,9 @@ class SynthOptions:
     lesion_masks: Path | None = None
     slices: int | None = None
     size: int | None = None
+    # Each slice averages the head over its nominal thickness (three sub-slices), as a real detector row does:
+    # skull cut obliquely at the vertex and the skull base brightens the brain next to it. Three times slower.
+    slab_partial_volume: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_no_hemorrhage <= 1.0:
