@@ -22,6 +22,8 @@ PAINT_ORDER = (Hemorrhage.SAH, Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IVH, H
 MIN_LESION_VOXELS = 8
 SUBSLICES = 3  # samples across a slice's thickness with slab_partial_volume
 SOLID_HU = 150.0  # bone and calcification: denser than any blood
+# The anatomy masks that follow the image when it is warped or reduced (tests check lesions against them).
+TISSUE_MASKS = ("intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")
 
 
 def choose_types(rng: np.random.Generator, options: SynthOptions) -> list[Hemorrhage]:
@@ -142,8 +144,7 @@ def _average_slabs(hu: np.ndarray, labels: np.ndarray, anatomy: Anatomy):
     middle = sub[:, SUBSLICES // 2]
     kind = np.where(middle > 0, middle, sub.max(axis=1))
     labels = np.where((sub > 0).sum(axis=1) * 2 > SUBSLICES, kind, 0).astype(np.uint8)
-    masks = ("intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")
-    anatomy = replace(anatomy, **{m: getattr(anatomy, m)[SUBSLICES // 2 :: SUBSLICES] for m in masks})
+    anatomy = replace(anatomy, **{m: getattr(anatomy, m)[SUBSLICES // 2 :: SUBSLICES] for m in TISSUE_MASKS})
     return hu.astype(np.float32), labels, anatomy
 
 
@@ -171,8 +172,7 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
     if shift is not None:
         warp = Warp(*shift)
         hu, labels = warp.linear(hu), warp.nearest(labels)
-        anatomy = replace(anatomy, **{name: warp.nearest(getattr(anatomy, name)) for name in (
-            "intracranial", "brain", "csf_spaces", "cisterns", "all_ventricles")})
+        anatomy = replace(anatomy, **{name: warp.nearest(getattr(anatomy, name)) for name in TISSUE_MASKS})
     if drawn_on is not geometry:
         hu, labels, anatomy = _average_slabs(hu, labels, anatomy)
     hu = add_noise(hu, rng, geometry.pixel_spacing[0])
