@@ -155,7 +155,9 @@ def test_listener_killed_mid_association_keeps_every_acknowledged_instance(tmp_p
     listener.kill(signal.SIGKILL)
     sender.process.wait(timeout=60)
     acknowledged = {uid_of[f] for f in _acknowledged(sender.log_text())}
-    assert sender.returncode != 0 and 20 <= len(acknowledged) < len(files), \
+    # storescu sends one instance at a time: with 20 rows committed, the 19 before the last were acknowledged;
+    # the kill may land between the 20th's commit and its response (stored, not acknowledged: sent again).
+    assert sender.returncode != 0 and 19 <= len(acknowledged) < len(files), \
         f"not killed mid-association ({len(acknowledged)} of {len(files)} acknowledged)"
 
     with IchvolService(tmp_path, config, "listen", listen_port=port, name="ichvol-listen-restarted"):
