@@ -20,11 +20,17 @@ from ichvol.nifti import read_volume
 
 from .cascade import roi_boxes, roi_input_shape
 from .config import ModelConfig, StageConfig
-from .preprocess import coarse_shape, downsample_labels, foreground_boxes, head_box, normalize, resize
+from .preprocess import (
+    coarse_shape,
+    downsample_labels,
+    foreground_boxes,
+    head_box,
+    normalize,
+    resize,
+    slice_spacing_or_default,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SLICE_SPACING_MM = 5.0  # for a one-slice volume, which has no spacing of its own
 
 # (HU float32 (slices, rows, columns), labels uint8 (same shape), pixel spacing (rows, columns) mm, slice spacing mm)
 CaseArrays = tuple[np.ndarray, np.ndarray, tuple[float, float], float]
@@ -56,7 +62,7 @@ class NiftiCase(Case):
         if labels.shape != hu.shape:
             raise InputError(f"case {self.case_id}: labels {labels.shape} and image {hu.shape} differ in shape")
         return hu.astype(np.float32), np.rint(labels).astype(np.uint8), geometry.pixel_spacing, \
-            _slice_spacing(geometry.slice_spacing)
+            slice_spacing_or_default(geometry.slice_spacing)
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,8 @@ class DicomSegCase(Case):
         except InputError as exc:
             raise _naming_case(exc, self.case_id) from exc
         geometry = image.geometry
-        return image.hu.astype(np.float32), labels, geometry.pixel_spacing, _slice_spacing(geometry.slice_spacing)
-
-
-def _slice_spacing(spacing: float) -> float:
-    return spacing if spacing > 0 else DEFAULT_SLICE_SPACING_MM
+        spacing = slice_spacing_or_default(geometry.slice_spacing)
+        return image.hu.astype(np.float32), labels, geometry.pixel_spacing, spacing
 
 
 def _naming_case(exc: InputError, case_id: str) -> InputError:
@@ -164,14 +167,9 @@ def split_cases(cases: list[Case], fraction: float, seed: int) -> tuple[list[Cas
     return train, val
 
 
-def load_case(case: Case) -> CaseArrays:
-    """(HU float32, labels uint8, pixel spacing, slice spacing) of a case, whatever its layout."""
-    return case.load()
-
-
 def stage1_items(case: Case, config: ModelConfig) -> list[dict]:
     """The coarse head volume exactly as stage 1 sees it at inference, with area-downsampled labels."""
-    hu, labels, pixel_spacing, _ = load_case(case)
+    hu, labels, pixel_spacing, _ = case.load()
     head = head_box(hu, config.preprocessing, pixel_spacing)
     shape = coarse_shape(hu[head].shape, pixel_spacing, config.stage1.in_plane_spacing_mm)
     image = resize(normalize(hu[head], config.preprocessing), shape)
@@ -182,7 +180,7 @@ def stage1_items(case: Case, config: ModelConfig) -> list[dict]:
 def stage2_items(case: Case, config: ModelConfig, rng: np.random.Generator) -> list[dict]:
     """ROIs cut the way the cascade cuts them, around the true hemorrhage (margin varied), plus
     hemorrhage-free boxes that stand for stage 1's false alarms."""
-    hu, labels, pixel_spacing, slice_spacing = load_case(case)
+    hu, labels, pixel_spacing, slice_spacing = case.load()
     found = foreground_boxes(labels > 0, min_voxels=1)
     boxes = roi_boxes(found, hu.shape, pixel_spacing, slice_spacing, config.cascade,
                       margin_scale=float(rng.uniform(0.6, 1.6))) if found else []

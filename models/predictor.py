@@ -19,7 +19,7 @@ from .cascade import hemorrhage_labels, stage1_rois, stage2_labels, stage_probab
 from .config import ModelConfig
 from .folder import load_networks, read_config
 from .postprocess import drop_implausible_components, intracranial_mask
-from .preprocess import head_box, normalize
+from .preprocess import head_box, normalize, slice_spacing_or_default
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class CascadePredictor:
         hu = _checked_hu(image)
         geometry = image.geometry
         start = time.perf_counter()
-        boxes = stage1_rois(self.networks[1], hu, geometry.pixel_spacing, _slice_spacing(image), self.config)
+        spacing = slice_spacing_or_default(geometry.slice_spacing)
+        boxes = stage1_rois(self.networks[1], hu, geometry.pixel_spacing, spacing, self.config)
         after_stage1 = time.perf_counter()
         labels = np.zeros(hu.shape, dtype=np.uint8)
         for box in boxes:
@@ -118,7 +119,3 @@ def _checked_hu(image: CTImage) -> np.ndarray:
         raise InputError(f"expected a 3D CT volume, got shape {hu.shape}")
     return hu.astype(np.float32, copy=False)
 
-
-def _slice_spacing(image: CTImage) -> float:
-    spacing = image.geometry.slice_spacing
-    return spacing if spacing > 0 else 5.0

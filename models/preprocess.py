@@ -11,6 +11,13 @@ from .config import Preprocessing
 
 Box = tuple[slice, slice, slice]
 
+DEFAULT_SLICE_SPACING_MM = 5.0  # for a one-slice volume, which has no spacing of its own
+
+
+def slice_spacing_or_default(spacing: float) -> float:
+    """The slice spacing (mm) that margins and merging use: the volume's own, or the default without one."""
+    return spacing if spacing > 0 else DEFAULT_SLICE_SPACING_MM
+
 
 def normalize(hu: np.ndarray | torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """HU (z, y, x) -> float32 (channels, z, y, x): each window clipped and mapped to [0, 1]."""

@@ -22,7 +22,7 @@ from ichvol.dicom import load_ct_image
 from ichvol.encode import check_same_grid
 from ichvol.errors import InputError
 from ichvol.labels import Hemorrhage
-from ichvol.models.data import DicomSegCase, NiftiCase, find_cases, load_case
+from ichvol.models.data import DicomSegCase, NiftiCase, find_cases
 from ichvol.nifti import read_volume
 from ichvol.results import AlgorithmInfo, ResultUIDs
 from ichvol.seg import build_segmentation, find_segmentation, read_segmentation
@@ -112,7 +112,7 @@ def test_seg_reads_back_to_the_truth_voxel_for_voxel(synth, case):
         assert np.array_equal(labels == hemorrhage, truth == hemorrhage), hemorrhage.name
     assert np.array_equal(labels, truth)
     # The case loads as training arrays on the CT grid.
-    hu, case_labels, pixel_spacing, slice_spacing = load_case(DicomSegCase.find(synth.data / case))
+    hu, case_labels, pixel_spacing, slice_spacing = DicomSegCase.find(synth.data / case).load()
     assert hu.dtype == np.float32 and np.array_equal(hu, image.hu.astype(np.float32))
     assert np.array_equal(case_labels, truth)
     assert pixel_spacing == image.geometry.pixel_spacing and slice_spacing == image.geometry.slice_spacing > 0
@@ -142,7 +142,7 @@ def test_the_series_the_seg_references_wins_over_the_selection(synth, tmp_path):
     shutil.copytree(synth.study(case), folder)
     write_seg(bone, synth.truth[case], folder / "seg.dcm")
     assert find_segmentation(folder) == (folder / "seg.dcm", bone_uid)
-    assert np.array_equal(load_case(DicomSegCase.find(folder))[1], synth.truth[case])
+    assert np.array_equal(DicomSegCase.find(folder).load()[1], synth.truth[case])
     # Read on the other series of the study, the same SEG is refused.
     with pytest.raises(InputError, match="references series"):
         read_segmentation(folder / "seg.dcm", selected)
