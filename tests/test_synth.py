@@ -343,3 +343,26 @@ class _TissueMasks:
     csf_spaces: np.ndarray
     cisterns: np.ndarray
     all_ventricles: np.ndarray
+
+
+def test_scanner_blur_spreads_a_faint_halo_of_the_skull_into_the_brain():
+    from ichvol.synth.case import add_noise
+
+    pixel_mm = 0.5
+    profiles = []
+    for seed in range(4):
+        hu = np.full((4, 64, 200), 35.0, dtype=np.float32)
+        hu[:, :, :40] = 1200.0  # bone to the left of column 40
+        blurred = add_noise(hu, np.random.default_rng(seed), pixel_mm)
+        profiles.append(blurred[:, 8:56].mean(axis=(0, 1)))
+    profile = np.mean(profiles, axis=0)
+
+    def at(mm: float) -> float:
+        return float(profile[40 + int(round(mm / pixel_mm))])
+
+    deep = at(40.0)
+    assert abs(deep - 35.0) < 1.5  # far from bone: unchanged
+    # Two millimetres from the inner table, beyond the sharp core of the blur, still brighter: as on real CT.
+    assert at(2.0) - deep > 3.0
+    assert at(1.0) > at(2.0) > at(4.0) > deep  # fading with distance
+    assert at(4.0) - deep < 6.0

@@ -40,7 +40,7 @@ def sample_head(rng: np.random.Generator) -> HeadParams:
     return HeadParams(
         a=float(rng.uniform(68, 80)), b=float(rng.uniform(86, 100)), c=float(rng.uniform(82, 95)),
         scalp=float(rng.uniform(3.0, 7.0)), skull=float(rng.uniform(5.0, 8.5)),
-        csf_rim=float(0.6 + 2.4 * atrophy * rng.uniform(0.5, 1.0)), atrophy=atrophy,
+        csf_rim=float(2.8 * atrophy * rng.uniform(0.0, 1.0)), atrophy=atrophy,
         hu_gray=float(hu_white + rng.uniform(8.0, 12.0)), hu_white=hu_white,
         hu_csf=float(rng.uniform(2.0, 12.0)),
         hu_cortical_bone=float(rng.uniform(1100.0, 1700.0)), hu_diploe=float(rng.uniform(350.0, 700.0)),
@@ -242,9 +242,11 @@ def build_anatomy(grid: HeadGrid, p: HeadParams, rng: np.random.Generator) -> An
     brain &= ~csf & ~falx
     hu[brain] += drift[brain]
 
-    # Beam-hardening-like brightening of the brain next to bone.
-    near = intracranial & (inner_f < 6)
-    hu[near] += (7.0 * np.exp(-inner_f[near] / 2.5)).astype(np.float32)
+    # Beam hardening: the brain next to the skull reads brighter, by a few HU on a modern scanner and by
+    # 20-30 HU on older ones, fading over millimetres.
+    strength, reach = float(rng.uniform(3.0, 28.0)), float(rng.uniform(1.5, 4.0))
+    near = intracranial & (inner_f < 4 * reach)
+    hu[near] += (strength * np.exp(-inner_f[near] / reach)).astype(np.float32)
 
     # Bright non-hemorrhage mimics: choroid plexus in the atria, pineal gland, sometimes the falx.
     if rng.random() < 0.65:
