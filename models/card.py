@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 from .config import ModelConfig
 from .folder import TRAINING_FILE
+from .train import selection_dice
 
 NOTES_FILE = "notes.md"  # the maintainer's notes on weaknesses, included verbatim
 EVALUATION_FILE = "evaluation.json"  # figures measured by `ichvol evaluate`, copied in by the maintainer
@@ -93,10 +95,15 @@ def _best_rows(path: Path) -> list[str]:
     out = []
     for stage in sorted({r["stage"] for r in rows}):
         stage_rows = [r for r in rows if r["stage"] == stage]
-        best = max(stage_rows, key=lambda r: float(r["val_dice"]) if r["val_dice"] != "nan" else -1.0)
-        out.append(f"- Stage {stage}: {len(stage_rows)} epochs; best validation Dice {best['val_dice']} "
-                   f"(foreground {best['val_dice_foreground']}) at epoch {best['epoch']}.")
+        best = max(stage_rows, key=lambda r: _score(int(stage), r))
+        out.append(f"- Stage {stage}: {len(stage_rows)} epochs; best by the training's selection rule at epoch "
+                   f"{best['epoch']}: validation Dice {best['val_dice']} (foreground {best['val_dice_foreground']}).")
     return out
+
+
+def _score(stage: int, row: dict) -> float:
+    score = selection_dice(stage, float(row["val_dice"]), float(row["val_dice_foreground"]))
+    return -1.0 if math.isnan(score) else score
 
 
 def _compact(value) -> str:

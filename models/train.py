@@ -45,6 +45,13 @@ class EpochResult:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
+def selection_dice(stage: int, val_dice: float, val_dice_foreground: float) -> float:
+    """The validation score a stage's kept weights are chosen by. Stage 1 only locates hemorrhage (its type
+    is stage 2's job): its foreground Dice. Stage 2: the mean of foreground and per-type Dice, since the
+    volume rests on the first and the types on the second."""
+    return val_dice_foreground if stage == 1 else (val_dice_foreground + val_dice) / 2
+
+
 def checkpoint_path(out: Path, stage: int) -> Path:
     return out / "checkpoints" / f"stage{stage}_last.pt"
 
@@ -164,10 +171,7 @@ class StageTrainer:
 
     def _save(self, result: EpochResult) -> None:
         _append_metrics(self.out / METRICS_FILE, result)
-        # Stage 1 only locates hemorrhage (its type is stage 2's job): keep its best foreground Dice. Stage 2 is
-        # kept by the mean of foreground and per-type Dice: the volume rests on the first, the types on the second.
-        dice = (result.val_dice_foreground if self.stage == 1
-                else (result.val_dice_foreground + result.val_dice) / 2)
+        dice = selection_dice(self.stage, result.val_dice, result.val_dice_foreground)
         score = dice if not np.isnan(dice) else -result.train_loss
         if score > self.best_dice:
             self.best_dice = score

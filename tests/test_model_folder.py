@@ -88,3 +88,20 @@ def test_shipped_model_folder_is_complete_and_small():
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 30 * 2**20
     assert "NOT FOR CLINICAL USE" in (folder / "MODEL_CARD.md").read_text()
     CascadePredictor.from_folder(folder, device="cpu")  # weights match the config
+
+
+def test_model_card_reports_the_epochs_training_kept(tmp_path):
+    from ichvol.models.card import write_model_card
+    from ichvol.models.train import METRIC_COLUMNS
+
+    folder = _folder(tmp_path)
+    rows = [  # stage, epoch, loss, val Dice (types), val Dice (foreground), lr, seconds
+        (1, 1, 2.0, 0.30, 0.50, 0.01, 1.0), (1, 2, 1.9, 0.10, 0.70, 0.01, 1.0),  # stage 1 keeps foreground: 2
+        (2, 1, 2.0, 0.40, 0.40, 0.01, 1.0), (2, 2, 1.9, 0.10, 0.80, 0.01, 1.0),  # stage 2 keeps the mean: 2
+        (2, 3, 1.8, 0.50, 0.20, 0.01, 1.0),
+    ]
+    lines = [",".join(METRIC_COLUMNS)] + [",".join(str(v) for v in row) for row in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    card = write_model_card(folder, read_config(folder)).read_text()
+    assert "Stage 1: 2 epochs; best by the training's selection rule at epoch 2" in card
+    assert "Stage 2: 3 epochs; best by the training's selection rule at epoch 2" in card
