@@ -33,6 +33,8 @@ class TrainRequest:
     device: str = "auto"
     resume: bool = False
     init_from: Path | None = None  # fine-tune: start each stage from this model folder's weights
+    # A separate validation set (every case of data_dir then trains); None: a seeded share of data_dir.
+    val_data_dir: Path | None = None
 
 
 @dataclass
@@ -48,11 +50,12 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     config = _effective_config(request)
     device = resolve_device(request.device)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    cases = find_cases(request.data_dir)
-    train_cases, val_cases = split_cases(cases, config.training.validation_fraction, config.training.seed)
+    train_cases, val_cases = _training_and_validation_cases(request, config)
     write_config(out, config)
     info = _read_training_info(out)
     info["data"] = _describe_data(request.data_dir, train_cases, val_cases)
+    if request.val_data_dir is not None:
+        info["data"]["validation_path"] = str(request.val_data_dir)
     info["device"] = str(device)
     for stage in request.stages:
         trainer = StageTrainer(config, stage, out, device)
@@ -83,6 +86,16 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     write_model_card(out, config)
     return config
+
+
+def _training_and_validation_cases(request: TrainRequest, config: ModelConfig) -> tuple[list, list]:
+    cases = find_cases(request.data_dir)
+    if request.val_data_dir is None:
+        return split_cases(cases, config.training.validation_fraction, config.training.seed)
+    if Path(request.val_data_dir).resolve() == Path(request.data_dir).resolve():
+        raise InputError("--val-data must be another folder than --data: a model is not validated on the cases "
+                         "it trains on")
+    return cases, find_cases(request.val_data_dir)
 
 
 def _effective_config(request: TrainRequest) -> ModelConfig:

@@ -117,3 +117,22 @@ def test_init_from_refuses_another_architecture_and_resume(dataset, tmp_path):
     result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "y"),
                                  "--resume", "--init-from", str(start)])
     assert result.exit_code != 0 and "pick one" in str(result.exception)
+
+
+def test_separate_validation_set_trains_on_every_case_of_data(dataset, tmp_path):
+    validation = tmp_path / "val"
+    write_dataset(validation, n_cases=2)
+    out = tmp_path / "model"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--stage", "1", "--epochs", "1",
+           "--val-data", str(validation))
+    data = json.loads((out / "training.json").read_text())["data"]
+    assert (data["n_train"], data["n_validation"]) == (4, 2)
+    assert data["validation_path"] == str(validation)
+
+
+def test_validation_on_the_training_folder_is_refused(dataset, tmp_path):
+    from ichvol.errors import InputError
+
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "m"),
+                                 "--val-data", str(dataset / "data"), "--device", "cpu"])
+    assert isinstance(result.exception, InputError) and "--val-data" in str(result.exception)

@@ -27,6 +27,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue from the folder's last checkpoints")] = False,
     init_from: Annotated[Path | None, typer.Option(
         "--init-from", help="fine-tune: start from this model folder's weights (same architecture)")] = None,
+    val_data: Annotated[Path | None, typer.Option(
+        "--val-data", help=("separate validation cases (same layouts as --data); all of --data then trains. "
+                            "Default: a seeded share of --data"))] = None,
 ) -> None:
     """Train the two-stage cascade; writes a self-describing model folder. --data is one of two layouts:
 
@@ -45,7 +48,7 @@ def train(
     if resume and init_from is not None:
         raise InputError("--resume continues a folder's own checkpoints; --init-from starts a new run: pick one")
     request = TrainRequest(Path(data), Path(out), load_config(config) if config else None, stages, epochs, device,
-                           resume, init_from)
+                           resume, init_from, val_data)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
         task = {}
