@@ -53,9 +53,7 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     train_cases, val_cases = _training_and_validation_cases(request, config)
     write_config(out, config)
     info = _read_training_info(out)
-    info["data"] = _describe_data(request.data_dir, train_cases, val_cases)
-    if request.val_data_dir is not None:
-        info["data"]["validation_path"] = str(request.val_data_dir)
+    info["data"] = _describe_data(request.data_dir, train_cases, val_cases, _validation_folder(request))
     info["device"] = str(device)
     for stage in request.stages:
         trainer = StageTrainer(config, stage, out, device)
@@ -88,14 +86,23 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     return config
 
 
+def _validation_folder(request: TrainRequest) -> Path | None:
+    """--val-data, or on --resume the separate validation folder the run started with."""
+    if request.val_data_dir is not None or not request.resume:
+        return request.val_data_dir
+    recorded = _read_training_info(Path(request.out)).get("data", {}).get("validation_path")
+    return Path(recorded) if recorded else None
+
+
 def _training_and_validation_cases(request: TrainRequest, config: ModelConfig) -> tuple[list, list]:
     cases = find_cases(request.data_dir)
-    if request.val_data_dir is None:
+    validation = _validation_folder(request)
+    if validation is None:
         return split_cases(cases, config.training.validation_fraction, config.training.seed)
-    if Path(request.val_data_dir).resolve() == Path(request.data_dir).resolve():
+    if validation.resolve() == Path(request.data_dir).resolve():
         raise InputError("--val-data must be another folder than --data: a model is not validated on the cases "
                          "it trains on")
-    return cases, find_cases(request.val_data_dir)
+    return cases, find_cases(validation)
 
 
 def _effective_config(request: TrainRequest) -> ModelConfig:
@@ -123,7 +130,7 @@ def _read_training_info(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _describe_data(data_dir: Path, train_cases, val_cases) -> dict:
+def _describe_data(data_dir: Path, train_cases, val_cases, validation_folder: Path | None) -> dict:
     description = {
         "path": str(data_dir),
         "n_train": len(train_cases),
@@ -131,6 +138,8 @@ def _describe_data(data_dir: Path, train_cases, val_cases) -> dict:
         "validation_cases": [c.case_id for c in val_cases],
         "source": (list(train_cases) + list(val_cases))[0].layout,
     }
+    if validation_folder is not None:
+        description["validation_path"] = str(validation_folder)
     # `ichvol synth` describes what it generated in dataset.json; keep its provenance with the model.
     dataset_json = Path(data_dir) / "dataset.json"
     if dataset_json.is_file():

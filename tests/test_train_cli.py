@@ -119,7 +119,7 @@ def test_init_from_refuses_another_architecture_and_resume(dataset, tmp_path):
     assert result.exit_code != 0 and "pick one" in str(result.exception)
 
 
-def test_separate_validation_set_trains_on_every_case_of_data(dataset, tmp_path):
+def test_separate_validation_set_trains_on_every_case_of_data_and_is_kept_on_resume(dataset, tmp_path):
     validation = tmp_path / "val"
     write_dataset(validation, n_cases=2)
     out = tmp_path / "model"
@@ -128,6 +128,10 @@ def test_separate_validation_set_trains_on_every_case_of_data(dataset, tmp_path)
     data = json.loads((out / "training.json").read_text())["data"]
     assert (data["n_train"], data["n_validation"]) == (4, 2)
     assert data["validation_path"] == str(validation)
+    # A resumed run keeps validating on that folder without being told again.
+    _train(dataset, out, "--stage", "1", "--epochs", "2", "--resume")
+    data = json.loads((out / "training.json").read_text())["data"]
+    assert (data["n_train"], data["n_validation"], data["validation_path"]) == (4, 2, str(validation))
 
 
 def test_validation_on_the_training_folder_is_refused(dataset, tmp_path):
