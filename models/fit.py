@@ -50,10 +50,11 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     config = _effective_config(request)
     device = resolve_device(request.device)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    train_cases, val_cases = _training_and_validation_cases(request, config)
+    validation_folder = _validation_folder(request)
+    train_cases, val_cases = _training_and_validation_cases(request.data_dir, validation_folder, config)
     write_config(out, config)
     info = _read_training_info(out)
-    info["data"] = _describe_data(request.data_dir, train_cases, val_cases, _validation_folder(request))
+    info["data"] = _describe_data(request.data_dir, train_cases, val_cases, validation_folder)
     info["device"] = str(device)
     for stage in request.stages:
         trainer = StageTrainer(config, stage, out, device)
@@ -94,12 +95,12 @@ def _validation_folder(request: TrainRequest) -> Path | None:
     return Path(recorded) if recorded else None
 
 
-def _training_and_validation_cases(request: TrainRequest, config: ModelConfig) -> tuple[list, list]:
-    cases = find_cases(request.data_dir)
-    validation = _validation_folder(request)
+def _training_and_validation_cases(data_dir: Path, validation: Path | None,
+                                   config: ModelConfig) -> tuple[list, list]:
+    cases = find_cases(data_dir)
     if validation is None:
         return split_cases(cases, config.training.validation_fraction, config.training.seed)
-    if validation.resolve() == Path(request.data_dir).resolve():
+    if Path(validation).resolve() == Path(data_dir).resolve():
         raise InputError("--val-data must be another folder than --data: a model is not validated on the cases "
                          "it trains on")
     return cases, find_cases(validation)
