@@ -84,6 +84,8 @@ def test_summary_dict_keys(results):
     assert summary["testset"] == "t"
     assert summary["false_positive_ml_mean_hemorrhage_free"] == pytest.approx(0.5)
     assert summary["dsc_per_type_mean"]["IPH"] == pytest.approx((0.9 + 0.85 + 0.0) / 3)
+    # The same per type, over the cases whose truth holds it: the hemorrhage-free c4 no longer counts.
+    assert summary["dsc_per_type_mean_cases_with_type"] == pytest.approx({"IPH": 0.875, "IVH": 0.7, "SAH": 0.6})
     assert [g["group"] for g in summary["groups"]][-1] == ALL_CASES
 
 

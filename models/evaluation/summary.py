@@ -97,13 +97,18 @@ def summary_dict(results: Sequence[CaseResult], *, binary: bool, extra: dict | N
     overall.pop("group")
     hemorrhage_free = [r for r in results if r.group == GROUP_NONE or not r.has_hemorrhage]
     per_type: dict[str, list[float]] = {}
+    per_type_own: dict[str, list[float]] = {}  # only the cases whose truth holds the type
     for r in results:
+        truth_types = set(r.type.split("+"))
         for name, value in r.dsc_per_type.items():
             per_type.setdefault(name, []).append(value)
+            if name in truth_types:
+                per_type_own.setdefault(name, []).append(value)
     return {
         **overall,
         "labels": "binary" if binary else "multiclass",
         "dsc_per_type_mean": {name: float(np.mean(v)) for name, v in per_type.items()},
+        "dsc_per_type_mean_cases_with_type": {name: float(np.mean(v)) for name, v in per_type_own.items()},
         "false_positive_ml_mean_hemorrhage_free": _mean([r.predicted_volume_ml for r in hemorrhage_free]),
         "groups": [row.to_dict() for row in rows],
         **(extra or {}),
