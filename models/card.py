@@ -42,12 +42,16 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         f"- Post-processing: hemorrhage outside the cranial cavity cleared "
         f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
         f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
-        "dropped.",
+        f"dropped; components under {config.cascade.min_component_ml} ml dropped"
+        f"{'' if config.cascade.min_component_ml > 0 else ' (off)'}.",
         f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",
         f"- Sliding window, overlap {config.cascade.sliding_window_overlap}, blend '{config.cascade.blend_mode}' "
         f"(averaged); mirror TTA {'on' if config.cascade.mirror_tta else 'off'}.",
+        "- Hemorrhage type of a voxel: "
+        + ("the type both stages agree on most (stage 2's type probabilities times stage 1's, which sees the "
+           "whole head)." if config.cascade.stage1_type_prior else "stage 2's most probable type."),
         "",
         "## Training data",
         f"- Source: {data.get('source', 'unknown')}",

@@ -8,8 +8,11 @@ come from the geometry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from .config import CascadeSettings, ModelConfig, StageConfig
@@ -54,11 +57,35 @@ def stage_probabilities(
     return probs[0].cpu()
 
 
-def stage1_rois(
+@dataclass(frozen=True)
+class Stage1Findings:
+    """What stage 1 found: the full-resolution ROI boxes for stage 2, and its probabilities (C, z, y, x) on
+    the coarse grid of the head crop `head`."""
+
+    boxes: list[Box]
+    head: Box
+    probabilities: torch.Tensor
+
+    def type_probabilities(self, box: Box) -> torch.Tensor:
+        """Stage 1's hemorrhage-type probabilities (C - 1, z, y, x) over a full-resolution box, interpolated
+        as `resize` would to the head crop (edge values beyond it) and renormalised over the types."""
+        axes = [
+            (torch.arange(b.start - h.start, b.stop - h.start, dtype=torch.float32) + 0.5) * 2 / (h.stop - h.start)
+            - 1
+            for b, h in zip(box, self.head, strict=True)
+        ]
+        zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+        grid = torch.stack((xx, yy, zz), dim=-1)[None]
+        types = F.grid_sample(self.probabilities[None, 1:].float(), grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)[0]
+        return types / types.sum(0, keepdim=True).clamp_min(1e-6)
+
+
+def stage1_findings(
     network: torch.nn.Module, hu: np.ndarray, pixel_spacing: tuple[float, float], slice_spacing: float,
     config: ModelConfig,
-) -> list[Box]:
-    """Stage 1 on the head crop resampled in-plane to the stage's spacing; returns the full-resolution
+) -> Stage1Findings:
+    """Stage 1 on the head crop resampled in-plane to the stage's spacing; finds the full-resolution
     boxes (enlarged by the margin, nearby ones merged, squared in-plane) around what it found."""
     head = head_box(hu, config.preprocessing, pixel_spacing)
     crop = hu[head]
@@ -73,7 +100,8 @@ def stage1_rois(
             slice(offset.start + int(np.floor(s.start * f)), offset.start + int(np.ceil(s.stop * f)))
             for s, f, offset in zip(box, scale, head, strict=True)
         ))
-    return roi_boxes(boxes, hu.shape, pixel_spacing, slice_spacing, config.cascade)
+    boxes = roi_boxes(boxes, hu.shape, pixel_spacing, slice_spacing, config.cascade)
+    return Stage1Findings(boxes, head, probabilities)
 
 
 def roi_boxes(
@@ -106,17 +134,20 @@ def roi_input_shape(box: Box, stage: StageConfig, pixel_spacing: tuple[float, fl
 
 
 def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
-                  config: ModelConfig) -> np.ndarray:
-    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid."""
+                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> np.ndarray:
+    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid. `type_prior`: other
+    type probabilities (C - 1, z, y, x) on that grid (stage 1's) to weigh stage 2's types with."""
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     probs = stage_probabilities(network, image, config.stage2, config.cascade)
-    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability)
+    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability, type_prior)
 
 
-def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float) -> np.ndarray:
+def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float,
+                      type_prior: torch.Tensor | None = None) -> np.ndarray:
     """(C, z, y, x) probabilities -> uint8 labels: hemorrhage where 1 - p(bg) >= min_probability, of the most
-    probable hemorrhage type."""
-    kind = probabilities[1:].argmax(0) + 1
+    probable hemorrhage type (times `type_prior`, (C - 1, z, y, x), when given)."""
+    types = probabilities[1:] if type_prior is None else probabilities[1:] * type_prior
+    kind = types.argmax(0) + 1
     found = (1.0 - probabilities[0]) >= min_probability
     return torch.where(found, kind, torch.zeros_like(kind)).numpy().astype(np.uint8)

@@ -92,6 +92,9 @@ class CascadeSettings:
     # Post-processing: a predicted connected component whose median HU lies outside this range (acute blood is
     # about 50-90 HU) is dropped; it removes findings in bone partial volume. None: off (the paper has none).
     component_median_hu: tuple[float, float] | None = None
+    # Post-processing: a predicted connected component smaller than this (ml) is dropped: specks of a few
+    # voxels are noise, far below any volume a radiologist reports. 0: off.
+    min_component_ml: float = 0.0
     # Post-processing: hemorrhage outside the cranial cavity (scalp, face, neck, bone) is cleared; the cavity
     # is found from the skull in each slice (models/postprocess.py).
     intracranial_gate: bool = True
@@ -99,6 +102,10 @@ class CascadeSettings:
     sliding_window_overlap: float = 0.5
     blend_mode: str = "constant"  # averaged overlaps, as in the paper
     mirror_tta: bool = False
+    # Which type a hemorrhage voxel gets: False, stage 2's most probable type; True, the type both stages agree
+    # on most (product of their type probabilities). Stage 1 sees the whole head, where a bleed lies (against
+    # the skull, in a ventricle, in the parenchyma); stage 2 sees only its ROI.
+    stage1_type_prior: bool = False
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
 
 

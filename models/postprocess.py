@@ -1,6 +1,7 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
-water. Both rules are plain image analysis on HU, applied after the networks, and can be switched off in
-the model config (`cascade.intracranial_gate`, `cascade.component_median_hu`)."""
+water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
+networks, and can be switched off in the model config (`cascade.intracranial_gate`,
+`cascade.component_median_hu`, `cascade.min_component_ml`)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,17 @@ def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) ->
     if bad:
         labels[np.isin(components, bad)] = 0
     return len(bad)
+
+
+def drop_small_components(labels: np.ndarray, voxel_volumes_ml: np.ndarray, min_ml: float) -> int:
+    """Clear (in place) connected hemorrhage components smaller than `min_ml`, given each slice's voxel volume
+    (ml); returns how many were cleared."""
+    components, count = ndimage.label(labels > 0)
+    if count == 0 or min_ml <= 0:
+        return 0
+    per_voxel = np.broadcast_to(np.asarray(voxel_volumes_ml, dtype=np.float64)[:, None, None], labels.shape)
+    volumes = np.atleast_1d(ndimage.sum_labels(per_voxel, components, index=np.arange(1, count + 1)))
+    small = np.flatnonzero(volumes < min_ml) + 1
+    if small.size:
+        labels[np.isin(components, small)] = 0
+    return int(small.size)

@@ -15,10 +15,10 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import hemorrhage_labels, stage1_rois, stage2_labels, stage_probabilities
+from .cascade import hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
-from .postprocess import drop_implausible_components, intracranial_mask
+from .postprocess import drop_implausible_components, drop_small_components, intracranial_mask
 from .preprocess import head_box, normalize, slice_spacing_or_default
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,13 @@ class CascadePredictor:
         geometry = image.geometry
         start = time.perf_counter()
         spacing = slice_spacing_or_default(geometry.slice_spacing)
-        boxes = stage1_rois(self.networks[1], hu, geometry.pixel_spacing, spacing, self.config)
+        findings = stage1_findings(self.networks[1], hu, geometry.pixel_spacing, spacing, self.config)
+        boxes = findings.boxes
         after_stage1 = time.perf_counter()
         labels = np.zeros(hu.shape, dtype=np.uint8)
         for box in boxes:
-            roi = stage2_labels(self.networks[2], hu, box, geometry.pixel_spacing, self.config)
+            prior = findings.type_probabilities(box) if self.config.cascade.stage1_type_prior else None
+            roi = stage2_labels(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior)
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[box]
             region[roi > 0] = roi[roi > 0]
@@ -86,6 +88,8 @@ class CascadePredictor:
             labels[~intracranial_mask(hu, geometry.pixel_spacing)] = 0
         if self.config.cascade.component_median_hu is not None:
             drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
+        if self.config.cascade.min_component_ml > 0 and labels.any():
+            drop_small_components(labels, geometry.voxel_volumes_ml(), self.config.cascade.min_component_ml)
         end = time.perf_counter()
         log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s", len(boxes), after_stage1 - start,
                  end - after_stage1)

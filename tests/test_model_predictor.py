@@ -1,14 +1,17 @@
 """The cascade predictor: labels on the image's own grid, ROIs from stage 1, stage 2 only where needed."""
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, one_torch_thread  # noqa: F401
 
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.models.cascade import roi_boxes
+from ichvol.models.cascade import Stage1Findings, hemorrhage_labels, roi_boxes
 from ichvol.models.config import CascadeSettings, ModelConfig
-from ichvol.models.preprocess import foreground_boxes, head_box
+from ichvol.models.preprocess import foreground_boxes, head_box, resize
 
 
 @pytest.mark.parametrize("tilt", [0.0, 18.5])
@@ -55,6 +58,49 @@ def test_far_apart_lesions_give_separate_rois_and_near_ones_merge():
     assert len(roi_boxes(foreground_boxes(mask, 1), shape, spacing, 5.0, settings)) == 1
 
 
+def test_stage1_type_probabilities_over_a_box_match_resizing_the_whole_head():
+    torch.manual_seed(0)
+    probabilities = torch.softmax(torch.randn(6, 4, 7, 6), dim=0)
+    head = (slice(2, 10), slice(10, 38), slice(5, 29))  # an 8 x 28 x 24 head crop on its 4 x 7 x 6 coarse grid
+    findings = Stage1Findings([], head, probabilities)
+    full = resize(probabilities[1:], (8, 28, 24))
+    full = full / full.sum(0, keepdim=True)
+    inside = (slice(3, 7), slice(14, 30), slice(9, 20))
+    got = findings.type_probabilities(inside)
+    assert got.shape == (5, 4, 16, 11)
+    assert torch.allclose(got, full[:, 1:5, 4:20, 4:15], atol=1e-5)
+    # A ROI reaching beyond the head crop (margins, squaring) takes the crop's edge values there.
+    beyond = findings.type_probabilities((slice(0, 4), slice(10, 12), slice(5, 7)))
+    assert torch.allclose(beyond[:, 2:], full[:, 0:2, 0:2, 0:2], atol=1e-5)
+    assert torch.allclose(beyond[:, 0], full[:, 0, 0:2, 0:2], atol=1e-5)
+
+
+def test_a_type_prior_changes_the_type_but_not_what_is_hemorrhage():
+    probs = torch.zeros(6, 1, 1, 3)
+    probs[:, 0, 0, 0] = torch.tensor([0.1, 0.5, 0.4, 0.0, 0.0, 0.0])  # stage 2: IPH, IVH close behind
+    probs[:, 0, 0, 1] = torch.tensor([0.1, 0.5, 0.4, 0.0, 0.0, 0.0])
+    probs[:, 0, 0, 2] = torch.tensor([0.9, 0.05, 0.05, 0.0, 0.0, 0.0])  # background
+    prior = torch.zeros(5, 1, 1, 3)
+    prior[:, 0, 0, 0] = torch.tensor([0.2, 0.8, 0.0, 0.0, 0.0])  # stage 1: IVH
+    prior[:, 0, 0, 1] = torch.tensor([0.6, 0.4, 0.0, 0.0, 0.0])  # stage 1 agrees with IPH
+    prior[:, 0, 0, 2] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    assert hemorrhage_labels(probs, 0.5).ravel().tolist() == [Hemorrhage.IPH, Hemorrhage.IPH, 0]
+    assert hemorrhage_labels(probs, 0.5, prior).ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IPH, 0]
+
+
+def test_with_the_stage1_type_prior_the_cascade_types_by_both_stages():
+    image, _ = ct_image((9, 64, 64))
+    predictor = constant_predictor(Hemorrhage.IVH, Hemorrhage.IPH)
+    with torch.no_grad():  # stage 2 hesitates between IPH and IVH; stage 1 is sure of IVH
+        predictor.networks[2].output_block.conv.conv.bias[Hemorrhage.IVH] = 9.0
+    alone = predictor.predict(image).labels
+    assert set(np.unique(alone)) == {0, int(Hemorrhage.IPH)}
+    predictor.config = dataclasses.replace(
+        predictor.config, cascade=dataclasses.replace(predictor.config.cascade, stage1_type_prior=True))
+    both = predictor.predict(image).labels
+    assert set(np.unique(both)) == {0, int(Hemorrhage.IVH)} and ((both > 0) == (alone > 0)).all()
+
+
 def test_single_stage_baseline_runs_over_the_whole_head():
     image, _ = ct_image((9, 64, 64))
     prediction = constant_predictor(0, Hemorrhage.IVH).predict_single_stage(image)
@@ -86,3 +132,18 @@ def test_components_with_a_median_outside_the_blood_range_are_dropped():
     labels[1:3, 12:16, 12:16] = Hemorrhage.EDH
     assert drop_implausible_components(labels, hu, (40.0, 100.0)) == 1
     assert (labels[1:3, 2:6, 2:6] == Hemorrhage.IPH).all() and not labels[:, 10:, 10:].any()
+
+
+def test_components_smaller_than_the_minimum_volume_are_dropped():
+    from ichvol.models.postprocess import drop_small_components
+
+    labels = np.zeros((4, 20, 20), np.uint8)
+    labels[1:3, 2:6, 2:6] = Hemorrhage.IPH  # 32 voxels
+    labels[1, 12:14, 12:14] = Hemorrhage.SAH  # 4 voxels
+    voxel_ml = np.array([0.001, 0.001, 0.002, 0.001])  # the thicker slice 2 weighs double
+    assert drop_small_components(labels, voxel_ml, 0.005) == 1
+    assert (labels[1:3, 2:6, 2:6] == Hemorrhage.IPH).all() and not labels[:, 10:, 10:].any()
+    # 16 voxels at 1 ul + 16 at 2 ul = 0.048 ml: kept at 0.048, dropped above it.
+    assert drop_small_components(labels.copy(), voxel_ml, 0.048) == 0
+    assert drop_small_components(labels, voxel_ml, 0.049) == 1 and not labels.any()
+    assert drop_small_components(labels, voxel_ml, 0.0) == 0
