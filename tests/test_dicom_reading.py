@@ -101,6 +101,36 @@ def test_signed_unsigned_pixels_and_rescale(tmp_path, signed, slope, intercept, 
     np.testing.assert_array_equal(image.hu, expected)
 
 
+@pytest.mark.parametrize(
+    ("signed", "padding", "range_limit", "as_unsigned_pattern"),
+    [(False, 63536, None, False), (True, -2000, None, False), (True, -2000, None, True),
+     (False, 0, 100, False)],
+)
+def test_pixel_padding_reads_as_air(tmp_path, signed, padding, range_limit, as_unsigned_pattern):
+    """Padding outside the field of view becomes -1024 HU, whatever rescale would make of it (an unsigned
+    63536 with intercept -1024 would read as 62512 HU); other pixels keep their values."""
+    spec = SeriesSpec(signed=signed)
+    expected = spec.hu()
+    write_series(tmp_path, spec, hu=expected)
+    outside = np.zeros(expected.shape[1:], bool)
+    outside[:, :5] = True
+    outside[-3:, :] = True
+    for path in tmp_path.iterdir():
+        ds = pydicom.dcmread(path)
+        values = ds.pixel_array.copy()
+        values[outside] = padding if range_limit is None else np.arange(outside.sum()) % (range_limit + 1)
+        ds.PixelData = values.tobytes()
+        ds.PixelPaddingValue = padding & 0xFFFF if as_unsigned_pattern else padding
+        ds["PixelPaddingValue"].VR = "US" if (as_unsigned_pattern or not signed) else "SS"
+        if range_limit is not None:
+            ds.PixelPaddingRangeLimit = range_limit
+            ds["PixelPaddingRangeLimit"].VR = "US"
+        ds.save_as(path)
+    image, _ = load_ct_image(tmp_path)
+    expected[:, outside] = -1024
+    np.testing.assert_array_equal(image.hu, expected)
+
+
 def test_mixed_orientations_and_one_slice_are_geometry_errors(tmp_path):
     spec = SeriesSpec(slices=10)
     write_series(tmp_path / "mixed", spec)

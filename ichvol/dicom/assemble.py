@@ -11,7 +11,7 @@ from ..errors import GeometryError
 from ..geometry import VolumeGeometry
 from ..image import CTImage
 from .frames import Frame
-from .pixels import stored_values
+from .pixels import padding_mask, stored_values
 from .scan import SeriesScan
 from .selection import all_frames
 from .stack import check_consistent, sorted_by_position
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 SAME_POSITION_MM = 0.01
 GAP_FACTOR = 1.5  # a gap this many times the median gap suggests missing slices
 _INT16 = np.iinfo(np.int16)
+AIR_HU = -1024  # what padding (outside the field of view) becomes
 
 
 def assemble_series(series: SeriesScan) -> tuple[CTImage, list[str]]:
@@ -77,11 +78,18 @@ def _frame_values(frames: list[Frame]) -> list[np.ndarray]:
 
 
 def _rescaled(values: np.ndarray, frame: Frame) -> np.ndarray:
-    """Hounsfield units: exact integers when slope and intercept are whole numbers, float otherwise."""
+    """Hounsfield units: exact integers when slope and intercept are whole numbers, float otherwise. Padding
+    pixels read as air: rescaled, a padding value can land anywhere, even in the range of blood."""
     if float(frame.slope).is_integer() and float(frame.intercept).is_integer():
         hu = values.astype(np.int32) * int(frame.slope) + int(frame.intercept)
-        return hu.astype(np.int16) if _INT16.min <= hu.min() and hu.max() <= _INT16.max else hu
-    return (values.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
+    else:
+        hu = (values.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
+    padding = padding_mask(values, frame.instance.header)
+    if padding is not None:
+        hu[padding] = AIR_HU
+    if hu.dtype == np.int32 and _INT16.min <= hu.min() and hu.max() <= _INT16.max:
+        return hu.astype(np.int16)
+    return hu
 
 
 def _stack(slices: list[np.ndarray]) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
+from pydicom.multival import MultiValue
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -38,6 +39,26 @@ def stored_values(instance: Instance) -> np.ndarray:
     if int(dataset.get("SamplesPerPixel", 1)) != 1:
         raise PixelDataError(f"{name}: {dataset.SamplesPerPixel} samples per pixel; a CT image has one")
     return values.reshape((-1, *values.shape[-2:]))
+
+
+def padding_mask(values: np.ndarray, header: pydicom.Dataset) -> np.ndarray | None:
+    """Where the stored values are padding (outside the reconstructed field of view), by Pixel Padding Value
+    and, when present, Pixel Padding Range Limit (PS3.3 C.7.5.1.1.2); None when the header declares none."""
+    if header.get("PixelPaddingValue") is None:
+        return None
+    bounds = [_stored_as(values, header.PixelPaddingValue)]
+    if header.get("PixelPaddingRangeLimit") is not None:
+        bounds.append(_stored_as(values, header.PixelPaddingRangeLimit))
+    return (values >= min(bounds)) & (values <= max(bounds))
+
+
+def _stored_as(values: np.ndarray, value) -> int:
+    """A padding attribute in the signedness of the pixels: a header may give a signed pixel's padding
+    as its unsigned bit pattern (US where SS was meant)."""
+    value = int(value[0] if isinstance(value, (list, MultiValue)) else value)
+    if values.dtype.kind == "i" and value > np.iinfo(values.dtype).max:
+        value -= 1 << (8 * values.dtype.itemsize)
+    return value
 
 
 def _transfer_syntax(dataset: pydicom.Dataset) -> UID:
