@@ -65,6 +65,8 @@ class Instance(Base):
     spool_path: Mapped[str] = mapped_column(String(255))  # relative to the spool folder; a name we made
     size_bytes: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[float] = mapped_column(Float)
+    # When retention removed the spool file; the row stays as the record of what was received.
+    purged_at: Mapped[float | None] = mapped_column(Float)
 
     study: Mapped[Study] = relationship(back_populates="instances")
 

@@ -54,7 +54,8 @@ def record_instance(session: Session, info: ReceivedInstance, spool_path: str, s
     )
     if own is not None:
         return InstanceOutcome.OWN_RESULT
-    study = session.scalar(select(Study).where(Study.study_uid == info.study_uid))
+    # Locked: the retention sweep holds the lock while it removes the study's files (db/retention.py).
+    study = session.scalar(select(Study).where(Study.study_uid == info.study_uid).with_for_update())
     if study is None:
         study = Study(
             study_uid=info.study_uid, patient_id=info.patient_id, accession_number=info.accession_number,
@@ -62,12 +63,17 @@ def record_instance(session: Session, info: ReceivedInstance, spool_path: str, s
         )
         session.add(study)
         session.flush()
-    exists = session.scalar(
-        select(Instance.id).where(Instance.study_id == study.id, Instance.sop_instance_uid == info.sop_instance_uid)
+    existing = session.scalar(
+        select(Instance).where(Instance.study_id == study.id, Instance.sop_instance_uid == info.sop_instance_uid)
     )
     study.last_received_at = now  # a re-sent study is still "receiving": it keeps the study from turning stable
-    if exists is not None:
+    if existing is not None and existing.purged_at is None:
         return InstanceOutcome.DUPLICATE
+    if existing is not None:  # its file was removed under the retention policy: this copy takes its place
+        existing.spool_path, existing.size_bytes, existing.received_at, existing.purged_at = (
+            spool_path, size, now, None)
+        study.received_seq = Study.received_seq + 1
+        return InstanceOutcome.STORED
     session.add(Instance(
         study_id=study.id, sop_instance_uid=info.sop_instance_uid, series_uid=info.series_uid,
         sop_class_uid=info.sop_class_uid, modality=info.modality, body_part=info.body_part,
@@ -80,7 +86,7 @@ def record_instance(session: Session, info: ReceivedInstance, spool_path: str, s
 def routing_decision(session: Session, study_id: int, routing: RoutingConfig) -> tuple[bool, str]:
     """(process?, reason): the study is processed when at least one series passes every routing rule."""
     series: dict[str, list[Instance]] = defaultdict(list)
-    for inst in session.scalars(select(Instance).where(Instance.study_id == study_id)):
+    for inst in session.scalars(select(Instance).where(Instance.study_id == study_id, Instance.purged_at.is_(None))):
         series[inst.series_uid].append(inst)
     reasons = []
     for uid, instances in series.items():
@@ -128,7 +134,7 @@ def create_job(session: Session, study: Study, routing: RoutingConfig | None, no
     """A new run of the study, with its result UIDs minted now. Routing may reject it at once."""
     run = (session.scalar(select(func.max(Job.run_number)).where(Job.study_id == study.id)) or 0) + 1
     uids = ResultUIDs.mint()
-    count = session.scalar(select(func.count(Instance.id)).where(Instance.study_id == study.id)) or 0
+    count = available_instances(session, study.id)
     job = Job(
         study_id=study.id, study_uid=study.study_uid, run_number=run, state=JobState.QUEUED, attempts=0,
         not_before=0.0, seg_series_uid=uids.seg_series_uid, seg_sop_instance_uid=uids.seg_sop_instance_uid,
@@ -145,6 +151,12 @@ def create_job(session: Session, study: Study, routing: RoutingConfig | None, no
                 JobState.REJECTED, "ROUTING", why, now)
             audit.record(session, "job_rejected", study.study_uid, job_id=job.id, reason=why)
     return job
+
+
+def available_instances(session: Session, study_id: int) -> int:
+    """Instances of the study whose files are in the spool (not removed under the retention policy)."""
+    return session.scalar(select(func.count(Instance.id)).where(
+        Instance.study_id == study_id, Instance.purged_at.is_(None))) or 0
 
 
 def result_uids(job: Job) -> ResultUIDs:
@@ -311,6 +323,13 @@ def resubmit(session: Session, key: str, now: float | None = None) -> Job:
         study = job.study if job is not None else None
     if study is None:
         raise InputError(f"no study with Study Instance UID {key!r} and no job with that id")
+    if available_instances(session, study.id) == 0:
+        purged = session.scalar(select(func.max(Instance.purged_at)).where(Instance.study_id == study.id))
+        raise InputError(
+            f"study {study.study_uid}: its images were removed under the retention policy"
+            + (f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(purged))})" if purged else "")
+            + "; send the study to ichvol again to process it"
+        )
     job = create_job(session, study, None, now, reason="resubmit")
     study.queued_seq = study.received_seq
     return job

@@ -109,6 +109,16 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long received images and our results stay on disk. A study is removed `days` after its last
+    instance arrived, and only once nothing of it is still queued, running or waiting to be sent; its
+    database rows and audit trail are kept. 0 keeps everything (the disk then needs watching)."""
+
+    days: float = 0.0
+    sweep_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("var")
     listener: ListenerConfig = field(default_factory=ListenerConfig)
@@ -119,6 +129,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     job_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(3, 30.0, 600.0))
     send_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def database_url(self) -> str:
@@ -297,6 +308,10 @@ def _check(config: Config, origins: dict[str, str], source: str) -> None:
             fail(f"{name}.max_attempts", "must be at least 1")
         if policy.backoff_base_seconds < 0 or policy.backoff_cap_seconds < policy.backoff_base_seconds:
             fail(f"{name}.backoff_cap_seconds", "must be at least backoff_base_seconds, both non-negative")
+    if config.retention.days < 0:
+        fail("retention.days", "must not be negative (0 keeps everything)")
+    if config.retention.sweep_interval_seconds <= 0:
+        fail("retention.sweep_interval_seconds", "must be positive")
     tls = config.tls
     if (tls.certificate is None) != (tls.key is None):
         fail("tls.key", "certificate and key must be given together")

@@ -84,6 +84,8 @@ def test_environment_overrides_file(tmp_path):
     ("[tls]\ncertificate = '/nonexistent.crt'\n", "ichvol.toml: tls.key: certificate and key"),
     ("[send_retry]\nmax_attempts = 0\n", "ichvol.toml: send_retry.max_attempts: must be at least 1"),
     ("[listener\n", "ichvol.toml: not valid TOML"),
+    ("[retention]\ndays = -1\n", "ichvol.toml: retention.days: must not be negative"),
+    ("[retention]\nsweep_interval_seconds = 0\n", "ichvol.toml: retention.sweep_interval_seconds: must be positive"),
 ])
 def test_errors_name_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as info:

@@ -118,8 +118,10 @@ def resubmit(
 
 def _print_study(study: dict) -> None:
     console.rule(f"Study {study['study_uid']}")
-    console.print(f"accession {study['accession_number'] or '-'}, {study['instances']} instances, first received "
-                  f"{study['first_received']}, last {study['last_received']}", highlight=False)
+    removed = study["instances_removed_by_retention"]
+    console.print(f"accession {study['accession_number'] or '-'}, {study['instances']} instances"
+                  + (f" ({removed} removed under the retention policy)" if removed else "")
+                  + f", first received {study['first_received']}, last {study['last_received']}", highlight=False)
     for job in study["jobs"]:
         _print_job(job)
     trail = Table(title="Audit trail", show_lines=False)

@@ -74,6 +74,7 @@ def study_report(session: Session, key: str) -> list[dict]:
         "first_received": iso(study.first_received_at),
         "last_received": iso(study.last_received_at),
         "instances": len(study.instances),
+        "instances_removed_by_retention": sum(1 for i in study.instances if i.purged_at is not None),
         "jobs": [job_dict(job) for job in study.jobs],
         "audit": [{"time": iso(e.at), "event": e.event, "details": e.details}
                   for e in audit.trail(session, study.study_uid)],

@@ -72,6 +72,10 @@ class Service:
             self._owner = worker.owner
             self._spawn("worker", worker.run, self.stop_event)
             self._spawn("sender", Sender(self.config, self.sessions, worker.owner).run, self.stop_event)
+            if self.config.retention.days > 0:
+                from .retention import run_retention
+
+                self._spawn("retention", run_retention, self.config, self.sessions, self.stop_event)
 
     def _spawn(self, name: str, target, *args) -> None:  # noqa: ANN001
         # Daemon threads: a job running at shutdown is abandoned; its lease expires and it is run again.

@@ -92,7 +92,8 @@ class Worker:
 
     def _files(self, session: Session, job: Job) -> list[Path]:
         spool = self.config.spool_dir
-        paths = session.scalars(select(Instance.spool_path).where(Instance.study_id == job.study_id))
+        paths = session.scalars(select(Instance.spool_path).where(Instance.study_id == job.study_id,
+                                                                  Instance.purged_at.is_(None)))
         return [spool / p for p in paths]
 
     def _process(self, job_id: int, study_uid: str, uids: ResultUIDs, files: list[Path]) -> None:
