@@ -42,8 +42,9 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         f"- Post-processing: hemorrhage outside the cranial cavity cleared "
         f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
         f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
-        f"dropped; components under {config.cascade.min_component_ml} ml dropped"
-        f"{'' if config.cascade.min_component_ml > 0 else ' (off)'}.",
+        "dropped; "
+        + (f"components under {config.cascade.min_component_ml} ml dropped." if config.cascade.min_component_ml > 0
+           else "no minimum component volume."),
         f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",
