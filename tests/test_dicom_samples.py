@@ -12,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import MPEG2MPML, generate_uid
+from pydicom.uid import MPEG2MPML, CTImageStorage, generate_uid
 
 from ichvol.dicom import load_ct_image
 from ichvol.errors import PixelDataError
@@ -43,6 +43,17 @@ def series_from_one_file(source: Path, folder: Path, slices: int = 3) -> Path:
     return folder
 
 
+def ct_stack_from_one_file(source: Path, folder: Path) -> Path:
+    """series_from_one_file, labelled CT Image Storage with a CT rescale, for samples of other modalities."""
+    series_from_one_file(source, folder)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.Modality, ds.RescaleSlope, ds.RescaleIntercept = "CT", 1, -1024
+        ds.save_as(path)
+    return folder
+
+
 def test_ct_small_reads_with_rescale(tmp_path):
     path = sample("CT_small.dcm")
     reference = pydicom.dcmread(path)
@@ -64,6 +75,26 @@ def test_jpeg_lossless_process14_decodes(tmp_path):
     path = sample("bad_sequence.dcm")  # a real CT, JPEG Lossless SV1
     image, _ = load_ct_image(series_from_one_file(path, tmp_path / "s"), min_slices=2)
     assert image.hu.shape == (3, 512, 512) and image.hu.std() > 100
+
+
+def test_jpeg_extended_12bit_refused_by_pylibjpeg_is_decoded_by_dcmtk(tmp_path):
+    """JPEG-lossy.dcm: a real 12-bit JPEG Extended image with a scan header pylibjpeg refuses; DCMTK's
+    dcmdjpeg decodes it. JPGExtended.dcm holds the same image encoded correctly, which pylibjpeg decodes:
+    the two agree to within 1 (rounding in the lossy decoders)."""
+    refused = sample("JPEG-lossy.dcm")
+    with pytest.raises(Exception, match="scan start must be zero"):
+        pydicom.dcmread(refused).pixel_array  # noqa: B018 - the decode is what is tested
+    image, _ = load_ct_image(ct_stack_from_one_file(refused, tmp_path / "s"), min_slices=2)
+    reference = pydicom.dcmread(sample("JPGExtended.dcm")).pixel_array.astype(int) - 1024
+    assert np.abs(image.hu[1].astype(int) - reference).max() <= 1
+    assert image.hu.std() > 10  # a real image, not a blank
+
+
+def test_without_dcmtk_the_refused_jpeg_is_a_pixel_data_error(tmp_path, monkeypatch):
+    folder = ct_stack_from_one_file(sample("JPEG-lossy.dcm"), tmp_path / "s")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(PixelDataError, match=r"JPEG Extended \(Process 2 and 4\) cannot be decoded"):
+        load_ct_image(folder, min_slices=2)
 
 
 def test_real_enhanced_ct_sample():

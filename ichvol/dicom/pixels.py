@@ -1,7 +1,8 @@
 """Decode the stored pixel values of an instance through pydicom's decoders.
 
 Compressed transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) need the optional `jpeg` extra (pylibjpeg and
-its plugins); without a decoder the error says which transfer syntax it is and what to install.
+its plugins); without a decoder the error says which transfer syntax it is and what to install. A JPEG stream
+those decoders refuse is handed to DCMTK's dcmdjpeg when it is installed (dcmtk.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import PixelDataError
+from .dcmtk import decoded_by_dcmdjpeg
 from .scan import Instance
 
 INSTALL_HINT = "install the decoders with: pip install 'ichvol[jpeg]'"
@@ -33,9 +35,11 @@ def stored_values(instance: Instance) -> np.ndarray:
     try:
         values = dataset.pixel_array
     except Exception as exc:  # pydicom and its plugins raise many kinds on damaged or truncated data
-        raise PixelDataError(
-            f"{name}: pixel data in {syntax.name or syntax} cannot be decoded ({type(exc).__name__}: {exc})"
-        ) from exc
+        values = decoded_by_dcmdjpeg(instance.path, syntax) if syntax.is_compressed else None
+        if values is None:
+            raise PixelDataError(
+                f"{name}: pixel data in {syntax.name or syntax} cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from exc
     if int(dataset.get("SamplesPerPixel", 1)) != 1:
         raise PixelDataError(f"{name}: {dataset.SamplesPerPixel} samples per pixel; a CT image has one")
     return values.reshape((-1, *values.shape[-2:]))
