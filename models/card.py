@@ -43,8 +43,11 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
         f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
         "dropped; "
-        + (f"components under {config.cascade.min_component_ml} ml dropped." if config.cascade.min_component_ml > 0
-           else "no minimum component volume."),
+        + (f"components under {config.cascade.min_component_ml} ml dropped" if config.cascade.min_component_ml > 0
+           else "no minimum component volume")
+        + (f"; the one-pixel in-plane rim around "
+           f"{', '.join(config.cascade.rim_growth_types) if config.cascade.rim_growth_types else 'the mask'} "
+           f"joins it where {list(config.cascade.rim_growth_hu)} HU." if config.cascade.rim_growth_hu else "."),
         f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from ichvol.errors import ConfigError
-from ichvol.labels import NUM_CLASSES
+from ichvol.labels import NUM_CLASSES, Hemorrhage
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,14 @@ class CascadeSettings:
     # Post-processing: a predicted connected component smaller than this (ml) is dropped: specks of a few
     # voxels are noise, far below any volume a radiologist reports. 0: off.
     min_component_ml: float = 0.0
+    # Post-processing: the one-pixel in-plane ring around predicted hemorrhage joins it where its HU lies in
+    # this range. Stage 2 predicts on a coarser in-plane grid (roi_max_spacing_mm); resampled back and
+    # thresholded, its mask ends about one native pixel short of the edge. The range keeps the rim to voxels
+    # dense enough to hold blood, partial volume with bone included, and out of dense bone. None: off.
+    rim_growth_hu: tuple[float, float] | None = None
+    # The types whose rim grows ("SDH", "EDH", ...); None: all. Extra-axial blood lies against bone, where the
+    # partial-volume edge is widest.
+    rim_growth_types: tuple[str, ...] | None = None
     # Post-processing: hemorrhage outside the cranial cavity (scalp, face, neck, bone) is cleared; the cavity
     # is found from the skull in each slice (models/postprocess.py).
     intracranial_gate: bool = True
@@ -107,6 +115,16 @@ class CascadeSettings:
     # the skull, in a ventricle, in the parenchyma); stage 2 sees only its ROI.
     stage1_type_prior: bool = False
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
+
+    def __post_init__(self) -> None:
+        if self.rim_growth_types is not None:
+            Hemorrhage.parse_list(",".join(self.rim_growth_types))  # ValueError naming an unknown type
+
+    @property
+    def rim_growth_labels(self) -> tuple[int, ...] | None:
+        if self.rim_growth_types is None:
+            return None
+        return tuple(int(t) for t in Hemorrhage.parse_list(",".join(self.rim_growth_types)))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
 water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
 networks, and can be switched off in the model config (`cascade.intracranial_gate`,
-`cascade.component_median_hu`, `cascade.min_component_ml`)."""
+`cascade.component_median_hu`, `cascade.min_component_ml`, `cascade.rim_growth_hu`)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,21 @@ def drop_small_components(labels: np.ndarray, voxel_volumes_ml: np.ndarray, min_
     if small.size:
         labels[np.isin(components, small)] = 0
     return int(small.size)
+
+
+_IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+
+
+def grow_rim(labels: np.ndarray, hu: np.ndarray, hu_range, types=None) -> int:
+    """Add (in place) the one-pixel in-plane ring (4-neighbours) around hemorrhage where the HU lies within
+    `hu_range`, each voxel with the type of a neighbour (the highest label among them); only around the labels
+    in `types` when given. Returns how many voxels joined."""
+    source = labels if types is None else np.where(np.isin(labels, types), labels, 0)
+    found = source > 0
+    if not found.any():
+        return 0
+    ring = ndimage.binary_dilation(found, _IN_PLANE_CROSS) & (labels == 0) & (hu >= hu_range[0]) & (hu <= hu_range[1])
+    if ring.any():
+        labels[ring] = ndimage.grey_dilation(source, footprint=_IN_PLANE_CROSS)[ring]
+    return int(ring.sum())

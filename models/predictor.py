@@ -18,7 +18,7 @@ from ichvol.results import AlgorithmInfo
 from .cascade import hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
-from .postprocess import drop_implausible_components, drop_small_components, intracranial_mask
+from .postprocess import drop_implausible_components, drop_small_components, grow_rim, intracranial_mask
 from .preprocess import head_box, normalize, slice_spacing_or_default
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class CascadePredictor:
             labels[~intracranial_mask(hu, geometry.pixel_spacing)] = 0
         if self.config.cascade.component_median_hu is not None:
             drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
+        if self.config.cascade.rim_growth_hu is not None:
+            grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
         if self.config.cascade.min_component_ml > 0 and labels.any():
             drop_small_components(labels, geometry.voxel_volumes_ml(), self.config.cascade.min_component_ml)
         end = time.perf_counter()

@@ -1,12 +1,14 @@
 """Anatomical post-processing: the cranial cavity gate, and the ROI resolution of stage 2."""
 
 import numpy as np
+import pytest
 from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, head, one_torch_thread  # noqa: F401
 
+from ichvol.errors import ConfigError
 from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_input_shape
 from ichvol.models.config import ModelConfig, StageConfig
-from ichvol.models.postprocess import intracranial_mask
+from ichvol.models.postprocess import grow_rim, intracranial_mask
 
 SPACING = (2.0, 2.0)
 
@@ -65,3 +67,43 @@ def test_stage2_keeps_fine_pixels_on_large_rois_when_asked():
     assert roi_input_shape(box, fine, (0.5, 0.5)) == (10, 100, 100)
     small = (slice(0, 4), slice(0, 20), slice(0, 20))  # 10 mm: never below the patch size
     assert roi_input_shape(small, fine, (0.5, 0.5)) == (4, 32, 32)
+
+
+def test_the_rim_grows_one_pixel_in_plane_into_dense_voxels_only():
+    """A 5x5 SDH in 70 HU, with 1200 HU bone above it, 400 HU (bone partial volume) below and 20 HU brain to
+    its left: the 4-neighbour ring joins where 45-800 HU (below and right), with the neighbour's type; nothing
+    on the slices above and below, and nothing where there is no hemorrhage."""
+    hu = np.full((3, 12, 12), 70.0, np.float32)
+    hu[:, :, 0:4] = 20.0
+    hu[:, 0:3, :] = 1200.0
+    hu[:, 8:, :] = 400.0
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[1, 3:8, 4:9] = Hemorrhage.SDH
+    labels[1, 5, 6] = Hemorrhage.EDH  # inside: no effect on the ring's type
+    before = labels.copy()
+    added = grow_rim(labels, hu, (45.0, 800.0))
+    expected = np.zeros(hu.shape, bool)
+    expected[1, 8, 4:9] = True  # 400 HU
+    expected[1, 3:8, 9] = True  # 70 HU
+    ring = (labels > 0) & (before == 0)
+    assert added == expected.sum() and np.array_equal(ring, expected)
+    assert (labels[ring] == Hemorrhage.SDH).all()
+    assert grow_rim(np.zeros_like(labels), hu, (45.0, 800.0)) == 0
+
+
+def test_the_rim_grows_only_around_the_types_asked_for():
+    hu = np.full((1, 12, 12), 70.0, np.float32)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[0, 1:4, 1:4] = Hemorrhage.IPH
+    labels[0, 7:10, 7:10] = Hemorrhage.SDH
+    before = labels.copy()
+    assert grow_rim(labels, hu, (45.0, 800.0), types=(int(Hemorrhage.SDH), int(Hemorrhage.EDH))) == 12
+    assert np.array_equal(labels[:, :6, :6], before[:, :6, :6])
+    assert (labels[0, 6:11, 6:11] > 0).sum() == 9 + 12
+
+
+def test_rim_growth_types_must_be_hemorrhage_types():
+    data = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"rim_growth_types": ["SDH", "EDH"]}})
+    assert data.cascade.rim_growth_labels == (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
+    with pytest.raises(ConfigError, match="unknown hemorrhage type 'BLOOD'"):
+        ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"rim_growth_types": ["SDH", "blood"]}})
