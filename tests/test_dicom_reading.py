@@ -140,9 +140,11 @@ def test_mixed_orientations_and_one_slice_are_geometry_errors(tmp_path):
         ds.save_as(path)
     with pytest.raises(GeometryError, match="mixed orientations"):
         load_ct_image(tmp_path / "mixed")
-    with pytest.raises(NoSuitableSeriesError, match="mixed orientations") as caught:
+    # Split into its two stacks, neither has enough slices: each part says why.
+    with pytest.raises(NoSuitableSeriesError, match="7 slice positions") as caught:
         select_series(read_study(tmp_path / "mixed"))
-    assert spec.series_uid in caught.value.reasons
+    assert set(caught.value.reasons) == {f"{spec.series_uid}#1", f"{spec.series_uid}#2"}
+    assert "one slice position only" in caught.value.reasons[f"{spec.series_uid}#2"]
 
     write_series(tmp_path / "one", SeriesSpec(slices=1))
     with pytest.raises(GeometryError, match="one slice"):

@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from enum import IntEnum
 
+from pydicom import Dataset
+
+from .frames import functional_group
+
 
 class KernelClass(IntEnum):
     """Higher is preferred."""
@@ -53,3 +57,15 @@ def classify_kernel(kernel: str) -> KernelClass:
         if number >= 60:
             return KernelClass.SHARP
     return KernelClass.UNKNOWN
+
+
+def kernel_name(header: Dataset) -> str:
+    """The ConvolutionKernel of an instance (classic, or an enhanced image's reconstruction group); "" if none."""
+    value = header.get("ConvolutionKernel")
+    if value is None:
+        reconstruction = functional_group(header, 0, "CTReconstructionSequence")
+        value = reconstruction.get("ConvolutionKernel") if reconstruction else None
+    if value is None:
+        return ""
+    # Multi-valued on some scanners (e.g. Siemens "Hr38" "3"): the first value names the kernel.
+    return str(value[0] if not isinstance(value, str) else value)

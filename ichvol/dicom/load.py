@@ -12,6 +12,7 @@ from ..errors import InputError, NoSuitableSeriesError
 from ..image import CTImage
 from ..nifti import read_volume
 from .assemble import assemble_series
+from .parts import series_parts
 from .scan import StudyScan, read_study
 from .selection import (
     CT_IMAGE_CLASSES,
@@ -36,7 +37,7 @@ def load_ct_image(
     """
     scan = read_study(Path(folder))
     selection = _requested(scan, series_uid) if series_uid else _selected(scan, min_slices)
-    image, warnings = assemble_series(scan.series[selection.chosen])
+    image, warnings = assemble_series(series_parts(scan)[selection.chosen])
     return image, replace(selection, warnings=selection.warnings + tuple(warnings))
 
 
@@ -61,17 +62,21 @@ def _selected(scan: StudyScan, min_slices: int) -> SeriesSelection:
 
 
 def _requested(scan: StudyScan, series_uid: str) -> SeriesSelection:
-    if series_uid not in scan.series:
+    """The series asked for (a UID, or a part's "UID#n"); of a series that mixes stacks, its best part."""
+    stacks = series_parts(scan)
+    asked = {key: s for key, s in stacks.items() if series_uid in (key, s.uid)}
+    if not asked:
         raise InputError(f"series {series_uid} is not in {scan.folder} ({len(scan.series)} other series)")
-    series = scan.series[series_uid]
+    if len(asked) > 1:
+        return select_series(StudyScan(scan.folder, {s.key: s for s in asked.values()}), 2, 90.0)
+    key, series = next(iter(asked.items()))
     if series.sop_class_uid in CT_IMAGE_CLASSES and (problem := stack_problem(series)) is not None:
         raise type(problem)(f"series {series.label()}: {problem}")
     reason = series_problem(series, min_slices=2, max_tilt_degrees=90.0)
     if reason:
-        raise NoSuitableSeriesError(f"series {series.label()}: {reason}", {series_uid: reason})
-    others = {uid: f"series {s.label()}: not requested"
-              for uid, s in scan.series.items() if uid != series_uid}
-    return SeriesSelection(series_uid, others, (series_uid,))
+        raise NoSuitableSeriesError(f"series {series.label()}: {reason}", {key: reason})
+    others = {other: f"series {s.label()}: not requested" for other, s in stacks.items() if other != key}
+    return SeriesSelection(key, others, (key,))
 
 
 def _hu_dtype(array: np.ndarray) -> np.ndarray:

@@ -38,6 +38,16 @@ class SeriesScan:
 
     uid: str
     instances: list[Instance] = field(default_factory=list)
+    # A series that mixes stacks (orientations, kernels, localizer and axial) is split into parts
+    # (ichvol.dicom.parts); `part` counts from 1 and `stack` says what sets this part apart.
+    part: int = 1
+    parts: int = 1
+    stack: str = ""
+
+    @property
+    def key(self) -> str:
+        """The series UID, or "UID#part" for a part of a mixed series."""
+        return self.uid if self.parts == 1 else f"{self.uid}#{self.part}"
 
     @property
     def first(self) -> Dataset:
@@ -64,7 +74,8 @@ class SeriesScan:
         """A short readable name for messages (series number and description; no patient data)."""
         number = self.series_number
         text = f"#{number}" if number is not None else self.uid
-        return f"{text} '{self.description}'" if self.description else text
+        text = f"{text} '{self.description}'" if self.description else text
+        return text if self.parts == 1 else f"{text} part {self.part} of {self.parts} ({self.stack})"
 
 
 @dataclass(eq=False)

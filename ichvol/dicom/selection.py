@@ -6,6 +6,9 @@ localizer or projection, axial within `max_tilt_degrees` (so tilted gantry serie
 `min_slices` slice positions. Among those that qualify: soft-tissue kernel before unknown before bone/lung
 (the kernel changes the image more than a reformat does), then ORIGINAL/PRIMARY before derived (axial
 reformats), then more slices, then the lower series number.
+
+A series that mixes stacks (two tilts, a localizer or a second reconstruction in one series) is split into
+parts (ichvol.dicom.parts), and each part is a candidate of its own, keyed "UID#n".
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 from pydicom.uid import UID
 
 from ..errors import GeometryError, NoSuitableSeriesError
-from .frames import Frame, frames_of, functional_group
-from .kernels import KernelClass, classify_kernel
+from .frames import Frame, frames_of
+from .kernels import KernelClass, classify_kernel, kernel_name
+from .parts import NOT_A_STACK, SAME_POSITION_MM, header_image_type, series_parts
 from .scan import SeriesScan, StudyScan
 from .stack import axial_angle_degrees, check_consistent, sorted_by_position
 
@@ -29,14 +33,8 @@ ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
 CT_IMAGE_CLASSES = {CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE}
 
-# ImageType values of images that are not a slice stack to segment.
-_NOT_A_STACK = {"LOCALIZER": "localizer (scout)", "MIP": "maximum intensity projection",
-                "MINIP": "minimum intensity projection", "PROJECTION IMAGE": "projection image",
-                "VOLUME RENDERING": "volume rendering", "VR": "volume rendering", "CURVED": "curved reformat"}
-
 DEFAULT_MIN_SLICES = 8
 DEFAULT_MAX_TILT_DEGREES = 30.0
-_SAME_POSITION_MM = 0.01
 
 
 @dataclass(frozen=True)
@@ -64,27 +62,30 @@ def select_series(
     """Choose the series to process; raise NoSuitableSeriesError (with every reason) when none qualifies."""
     rejected: dict[str, str] = {}
     ranked: list[tuple[tuple, str]] = []
-    for uid, series in scan.series.items():
+    stacks = series_parts(scan)
+    for key, series in stacks.items():
         problem = series_problem(series, min_slices, max_tilt_degrees)
         if problem:
-            rejected[uid] = f"series {series.label()}: {problem}"
+            rejected[key] = f"series {series.label()}: {problem}"
         else:
-            ranked.append((_rank(series), uid))
+            ranked.append((_rank(series), key))
     if not ranked:
         details = "; ".join(rejected.values())
         raise NoSuitableSeriesError(f"no series in {scan.folder} can be processed: {details}", rejected)
     ranked.sort(reverse=True)
     candidates = tuple(uid for _, uid in ranked)
     chosen = candidates[0]
-    for uid in candidates[1:]:
-        rejected[uid] = f"series {scan.series[uid].label()}: qualifies, but ranked below the chosen series " \
-                        f"({_rank_words(scan.series[uid])} vs {_rank_words(scan.series[chosen])})"
+    for key in candidates[1:]:
+        rejected[key] = f"series {stacks[key].label()}: qualifies, but ranked below the chosen series " \
+                        f"({_rank_words(stacks[key])} vs {_rank_words(stacks[chosen])})"
     warnings = []
+    if stacks[chosen].parts > 1:
+        warnings.append(f"series {stacks[chosen].label()} is one of {stacks[chosen].parts} stacks mixed in one "
+                        "series; only this stack is processed (the others are listed with the reason)")
     if len(scan.study_instance_uids) > 1:
         studies = len(scan.study_instance_uids)
         warnings.append(f"the folder holds {studies} studies; only one series is processed")
-    logger.info("chose series %s (%s) of %d", scan.series[chosen].label(), _rank_words(scan.series[chosen]),
-                len(scan.series))
+    logger.info("chose series %s (%s) of %d", stacks[chosen].label(), _rank_words(stacks[chosen]), len(stacks))
     return SeriesSelection(chosen, rejected, candidates, tuple(warnings))
 
 
@@ -99,7 +100,7 @@ def series_problem(series: SeriesScan, min_slices: int = DEFAULT_MIN_SLICES,
         return f"modality {series.modality or 'missing'}, not CT"
     if int(series.first.get("SamplesPerPixel", 1) or 1) != 1:
         return f"{series.first.SamplesPerPixel} samples per pixel (a colour image), not a CT slice"
-    kinds = [_NOT_A_STACK[v] for v in image_type(series) if v in _NOT_A_STACK]
+    kinds = [NOT_A_STACK[v] for v in image_type(series) if v in NOT_A_STACK]
     if kinds:
         return f"{kinds[0]} (ImageType {'/'.join(image_type(series))})"
     problem = stack_problem(series)
@@ -134,25 +135,15 @@ def all_frames(series: SeriesScan) -> list[Frame]:
 
 def distinct_positions(frames: list[Frame]) -> int:
     _, offsets = sorted_by_position(frames)
-    return int(1 + np.count_nonzero(np.diff(offsets) > _SAME_POSITION_MM))
+    return int(1 + np.count_nonzero(np.diff(offsets) > SAME_POSITION_MM))
 
 
 def image_type(series: SeriesScan) -> list[str]:
-    value = series.first.get("ImageType")
-    values = [value] if isinstance(value, str) else list(value or [])
-    return [str(v).strip().upper() for v in values]
+    return header_image_type(series.first)
 
 
 def kernel(series: SeriesScan) -> str:
-    header = series.first
-    value = header.get("ConvolutionKernel")
-    if value is None:
-        reconstruction = functional_group(header, 0, "CTReconstructionSequence")
-        value = reconstruction.get("ConvolutionKernel") if reconstruction else None
-    if value is None:
-        return ""
-    # Multi-valued on some scanners (e.g. Siemens "Hr38" "3"): the first value names the kernel.
-    return str(value[0] if not isinstance(value, str) else value)
+    return kernel_name(series.first)
 
 
 def _rank(series: SeriesScan) -> tuple:
