@@ -4,6 +4,7 @@ their type, training on the layout, and the errors of incomplete case folders.""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from model_phantoms import one_torch_thread, write_config  # noqa: F401
+from model_phantoms import one_torch_thread, write_config, write_untrained_model  # noqa: F401
 from pydicom.sr.coding import Code
+from test_evaluate_cli import TINY as EVAL_TINY
 from typer.testing import CliRunner
 
 from ichvol.cli import app
@@ -23,6 +25,8 @@ from ichvol.encode import check_same_grid
 from ichvol.errors import InputError
 from ichvol.labels import Hemorrhage
 from ichvol.models.data import DicomSegCase, NiftiCase, find_cases
+from ichvol.models.evaluation import load_testset
+from ichvol.models.evaluation.metrics import label_volume_ml
 from ichvol.nifti import read_volume
 from ichvol.results import AlgorithmInfo, ResultUIDs
 from ichvol.seg import build_segmentation, find_segmentation, read_segmentation
@@ -222,7 +226,41 @@ def test_train_on_dicom_seg_layout_writes_a_model_folder(synth):
     assert DicomSegCase.layout in (out / "MODEL_CARD.md").read_text()
 
 
-# (c) incomplete case folders
+# (c) evaluation on the layout
+
+def test_evaluate_reads_the_dicom_seg_layout_as_the_service_reads_the_ct(synth, tmp_path):
+    """`ichvol evaluate --testset` on case folders: the truth from each SEG equals the synthetic truth, the CT
+    is the series the SEG references, and the run writes its summary with the truth volumes of the labels."""
+    testset = load_testset(synth.data)
+    assert [case.name for case in testset.cases] == CASES
+    assert testset.binary == (max(int(t.max()) for t in synth.truth.values()) <= 1)
+    for case in testset.cases:
+        image, truth, geometry = case.load()
+        assert np.array_equal(truth, synth.truth[case.name]) and geometry is image.geometry
+        assert case.max_label == int(synth.truth[case.name].max())
+
+    model = write_untrained_model(tmp_path / "model", EVAL_TINY)
+    result = runner.invoke(app, ["evaluate", "--testset", str(synth.data), "--out", str(tmp_path / "eval"),
+                                 "--model", str(model), "--device", "cpu"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["n_cases"] == len(CASES)
+    rows = {row["name"]: row for row in csv.DictReader((tmp_path / "eval" / "cases.csv").open())}
+    for name in CASES:  # the same truth volume as read from the NIfTI copy of the case
+        labels, geometry = read_volume(synth.root / "synth" / "labels" / f"{name}.nii.gz")
+        assert float(rows[name]["true_volume_ml"]) == pytest.approx(label_volume_ml(labels, geometry), rel=1e-3)
+
+
+def test_evaluate_refuses_a_seg_of_unknown_type_naming_the_case(synth, tmp_path):
+    copy_case(synth, "case0000", tmp_path)
+    folder = copy_case(synth, "case0001", tmp_path)
+    relabelled(synth.data / "case0001" / SEG_NAME, folder / SEG_NAME, "Skull",
+               Code("89546000", "SCT", "Bone structure of skull"))
+    with pytest.raises(InputError, match="case case0001: .*segment 1 'Skull'"):
+        load_testset(tmp_path)
+
+
+# (d) incomplete case folders
 
 def test_ct_without_seg_is_an_input_error_naming_the_case(synth, tmp_path):
     copy_case(synth, "case0000", tmp_path)

@@ -107,6 +107,13 @@ def segment_types(
     return types
 
 
+def read_segment_types(source: Path | str | Dataset, generic_type: Hemorrhage = GENERIC_HEMORRHAGE_TYPE
+                       ) -> dict[int, Hemorrhage]:
+    """The hemorrhage type of each segment of the SEG `source` (a file or dataset), without its CT."""
+    seg, name = _open(source)
+    return segment_types(seg, generic_type, name)
+
+
 def segment_type(label: str, code: Code, generic_type: Hemorrhage = GENERIC_HEMORRHAGE_TYPE) -> Hemorrhage | None:
     """A segment's type from its property type code and label (None when neither names hemorrhage;
     ValueError when the text names two types)."""

@@ -31,7 +31,8 @@ def evaluate_command(
         Path,
         typer.Option(
             "--testset",
-            help="folder with images/<case>.nii.gz, labels/<case>.nii.gz and optionally dataset.json",
+            help="folder with images/<case>.nii.gz, labels/<case>.nii.gz and optionally dataset.json; or one "
+            "folder per case holding a DICOM study with its SEG",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="folder for summary.json, cases.csv, summary.md and plots")],

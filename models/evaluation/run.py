@@ -12,7 +12,6 @@ import numpy as np
 from ichvol.geometry import VolumeGeometry
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.nifti import read_volume
 
 from .metrics import label_volume_ml, overlap_scores, per_type_dsc
 from .testset import TestCase, TestSet
@@ -122,9 +121,7 @@ def score_case(
 
 
 def evaluate_case(case: TestCase, predictor: Predictor, *, binary: bool) -> CaseResult:
-    hu, geometry = read_volume(case.image_path)
-    truth, truth_geometry = read_volume(case.label_path)
-    image = CTImage(hu, geometry)
+    image, truth, truth_geometry = case.load()
     started = time.perf_counter()
     prediction = predictor.predict(image)
     seconds = time.perf_counter() - started

@@ -11,6 +11,12 @@
                     "case0002": {"type": "SAH"}}
         }
 
+Or, as ground truth usually comes from a PACS, one folder per case holding a DICOM study with its CT series
+and one DICOM SEG of it (the layout `ichvol train` also reads): DIR/<case>/..., and the same optional
+DIR/dataset.json. The CT is read as the service reads it (series selection, tilt kept) and the SEG's segments
+become types as ichvol.seg.read_segmentation says; a SEG that names hemorrhage only generically gives binary
+labels.
+
 Binary or multi-class is decided for the whole set: binary when no label file holds a value above 1 and
 dataset.json does not say "multiclass". A case's type comes from dataset.json when given, else (multi-class
 only) from the label values; with binary labels and no type the case is of unknown type.
@@ -19,14 +25,17 @@ only) from the label values; with binary labels and no type the case is of unkno
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from ichvol.errors import InputError
+from ichvol.errors import InputError, NotDicomError
+from ichvol.geometry import VolumeGeometry
+from ichvol.image import CTImage
 from ichvol.labels import NUM_CLASSES, Hemorrhage
+from ichvol.nifti import read_volume
 
 SUFFIX = ".nii.gz"
 AFFINE_TOLERANCE_MM = 1e-3
@@ -41,6 +50,23 @@ class TestCase:
     label_path: Path
     declared_types: tuple[Hemorrhage, ...] | None  # from dataset.json; () means declared hemorrhage-free
     max_label: int
+    # A DICOM case: image_path is the study folder, label_path the SEG, and this the CT series it is read on.
+    series_uid: str | None = None
+
+    def load(self) -> tuple[CTImage, np.ndarray, VolumeGeometry]:
+        """The CT, the true label map and the label map's geometry."""
+        if self.series_uid is None:
+            hu, geometry = read_volume(self.image_path)
+            truth, truth_geometry = read_volume(self.label_path)
+            return CTImage(hu, geometry), np.asarray(truth).astype(np.uint8), truth_geometry
+        from ichvol.dicom import load_ct_image  # the DICOM reader pulls in decoders: import it when needed
+        from ichvol.seg import read_segmentation
+
+        try:
+            image, _ = load_ct_image(self.image_path, series_uid=self.series_uid)
+            return image, read_segmentation(self.label_path, image), image.geometry
+        except InputError as exc:
+            raise InputError(f"case {self.name}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -127,11 +153,19 @@ def _max_label(label_path: Path) -> int:
 def load_testset(root: Path) -> TestSet:
     """Find and check every case of a test set; raises InputError naming what is wrong."""
     root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder (expected images/ and labels/ folders, or one folder per case "
+                         "holding a DICOM study with its SEG)")
     images, labels = root / "images", root / "labels"
+    if not images.is_dir() and not labels.is_dir():
+        cases = _dicom_cases(root)
+        if cases:
+            return _with_dataset_json(root, cases)
     for folder in (images, labels):
         if not folder.is_dir():
             raise InputError(
-                f"{root}: no {folder.name}/ folder (expected images/<case>.nii.gz and labels/<case>.nii.gz)"
+                f"{root}: no {folder.name}/ folder (expected images/<case>.nii.gz and labels/<case>.nii.gz, or "
+                "one folder per case holding a DICOM study with its SEG)"
             )
     image_names, label_names = _case_names(images), _case_names(labels)
     if image_names != label_names:
@@ -146,15 +180,41 @@ def load_testset(root: Path) -> TestSet:
     if not image_names:
         raise InputError(f"{root}: no cases (images/*{SUFFIX})")
 
-    declared_labels, declared_types = None, {}
-    if (root / "dataset.json").is_file():
-        declared_labels, declared_types = _read_dataset_json(root / "dataset.json", image_names)
-
     cases = []
     for name in sorted(image_names):
         image_path, label_path = images / f"{name}{SUFFIX}", labels / f"{name}{SUFFIX}"
         _check_pair(name, image_path, label_path)
-        cases.append(TestCase(name, image_path, label_path, declared_types.get(name), _max_label(label_path)))
+        cases.append(TestCase(name, image_path, label_path, None, _max_label(label_path)))
+    return _with_dataset_json(root, cases)
+
+
+def _dicom_cases(root: Path) -> list[TestCase]:
+    """One case per sub-folder holding DICOM (checked: a SEG and its CT series, the SEG's segment types);
+    folders without DICOM are no case."""
+    from ichvol.models.data import DicomSegCase
+    from ichvol.seg import read_segment_types
+
+    cases = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found = DicomSegCase.find(folder)
+        except NotDicomError:
+            continue
+        try:
+            types = read_segment_types(found.seg_path)
+        except InputError as exc:
+            raise InputError(f"case {found.case_id}: {exc}") from exc
+        max_label = max((int(t) for t in types.values()), default=0)
+        cases.append(TestCase(found.case_id, folder, found.seg_path, None, max_label, found.series_uid))
+    return cases
+
+
+def _with_dataset_json(root: Path, cases: list[TestCase]) -> TestSet:
+    """The test set, with the types and label kind dataset.json declares."""
+    declared_labels, declared_types = None, {}
+    if (root / "dataset.json").is_file():
+        declared_labels, declared_types = _read_dataset_json(root / "dataset.json", {c.name for c in cases})
+    cases = [replace(case, declared_types=declared_types.get(case.name)) for case in cases]
 
     binary = declared_labels == "binary" or (declared_labels is None and max(case.max_label for case in cases) <= 1)
     if binary and declared_labels == "binary" and any(case.max_label > 1 for case in cases):
