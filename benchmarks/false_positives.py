@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ichvol.dicom import load_ct_image
+from ichvol.errors import NotAHeadCTError
 from ichvol.labels import Hemorrhage
 from ichvol.measure import measure_labels
 from ichvol.models import default_model_path
@@ -33,13 +34,18 @@ def main() -> None:
     rows = []
     for folder in args.series:
         image, _ = load_ct_image(folder)
-        prediction = predictor.predict(image)
+        described = {"series": folder.name, "shape_zyx": list(image.hu.shape),
+                     "tilt_degrees": round(image.geometry.tilt_degrees, 2)}
+        try:
+            prediction = predictor.predict(image)
+        except NotAHeadCTError as exc:  # refused before the networks run: no false hemorrhage reported
+            rows.append({**described, "false_positive_ml": None, "per_type_ml": {}, "lesions": None,
+                         "stage2_rois": None, "seconds": None, "refused": str(exc)})
+            continue
         measured = measure_labels(prediction.labels, image.geometry)
         rows.append(
             {
-                "series": folder.name,
-                "shape_zyx": list(image.hu.shape),
-                "tilt_degrees": round(image.geometry.tilt_degrees, 2),
+                **described,
                 "false_positive_ml": round(measured.total_ml, 4),
                 "per_type_ml": {t.name: round(m.volume_ml, 4) for t, m in measured.per_type.items()},
                 "lesions": sum(len(m.lesions) for m in measured.per_type.values()),
@@ -52,15 +58,18 @@ def main() -> None:
     for column in ("series", "slices", "tilt", "predicted ml", "per type", "lesions", "s"):
         table.add_column(column, justify="left" if column in ("series", "per type") else "right")
     for row in rows:
+        refused = "refused" in row
         per_type = ", ".join(f"{k} {v:.2f}" for k, v in row["per_type_ml"].items()) or "-"
+        if refused:
+            per_type = "refused: not a head CT (no cranial cavity)"
         table.add_row(
             row["series"],
             str(row["shape_zyx"][0]),
             f"{row['tilt_degrees']:.1f}",
-            f"{row['false_positive_ml']:.3f}",
+            "-" if refused else f"{row['false_positive_ml']:.3f}",
             per_type,
-            str(row["lesions"]),
-            f"{row['seconds']:.1f}",
+            "-" if refused else str(row["lesions"]),
+            "-" if refused else f"{row['seconds']:.1f}",
         )
     Console().print(table)
     if args.json:

@@ -30,6 +30,11 @@ class GeometryError(InputError):
     """Slices that do not form one volume: mixed orientations, one slice, inconsistent sizes."""
 
 
+class NotAHeadCTError(InputError):
+    """An image in which no cranial cavity can be found (a phantom, a skull-stripped or non-head image): the
+    model's findings there would mean nothing."""
+
+
 class PixelDataError(InputError):
     """Pixel data that is missing or cannot be decoded (for example a compressed transfer syntax
     without the decoder installed)."""

@@ -117,6 +117,8 @@ def _score(stage: int, row: dict) -> float:
 def _compact(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list) and all(isinstance(item, (int, float, str)) for item in value):
+        return "[" + ", ".join(_compact(item) for item in value) + "]"
     if isinstance(value, list):
         return "".join(f"\n  - {_compact(item)}" for item in value)
     if isinstance(value, dict):

@@ -106,6 +106,10 @@ class CascadeSettings:
     # Post-processing: hemorrhage outside the cranial cavity (scalp, face, neck, bone) is cleared; the cavity
     # is found from the skull in each slice (models/postprocess.py).
     intracranial_gate: bool = True
+    # Input check: an image in which no slice shows a cranial cavity (soft tissue of brain-like density enclosed
+    # by bone) is refused (NotAHeadCTError) before the networks run. Phantoms whose "brain" is air, skull-stripped
+    # and non-head images would otherwise get a volume that means nothing.
+    require_cranial_cavity: bool = True
     merge_distance_mm: float = 30.0  # ROIs closer than this are merged into one box
     sliding_window_overlap: float = 0.5
     blend_mode: str = "constant"  # averaged overlaps, as in the paper

@@ -1,7 +1,8 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
 water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
 networks, and can be switched off in the model config (`cascade.intracranial_gate`,
-`cascade.component_median_hu`, `cascade.min_component_ml`, `cascade.rim_growth_hu`)."""
+`cascade.component_median_hu`, `cascade.min_component_ml`, `cascade.rim_growth_hu`). The same cavity finder
+checks, before the networks run, that the image is a head at all (`cascade.require_cranial_cavity`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ BONE_HU = 150.0  # calcified bone; partial-volume skull edges lie between this a
 CLOSING_MM = 2.0  # seals sutures, foramina and thin bone a slice cuts obliquely
 MIN_CAVITY_MM2 = 200.0  # smaller enclosed pockets (canals, mastoid cells) are not the cranial cavity
 CAVITY_MEDIAN_HU = (-50.0, 90.0)  # brain, CSF and blood; air-filled sinuses and marrow fall outside
+MAX_JUDGED_PIXEL_MM = 3.0  # diagnostic head CT has pixels under 1 mm; toy grids of 4 mm lose the skull's ring
 RIM_MM = 1.0  # the cavity is grown by this much so collections against the inner table stay inside
 
 
@@ -43,6 +45,18 @@ def intracranial_mask(hu: np.ndarray, pixel_spacing: tuple[float, float]) -> np.
             above = min(f for f in found if f > z)
             mask[z] = cavities[below] | cavities[above]
     return mask
+
+
+def lacks_cranial_cavity(hu: np.ndarray, pixel_spacing: tuple[float, float]) -> bool:
+    """True when no slice shows a cranial cavity (as `intracranial_mask` finds it). The search starts at the
+    middle slice, where a head CT has one, and stops at the first found. Pixels coarser than
+    `MAX_JUDGED_PIXEL_MM` are not judged (False): partial volume breaks the skull's ring there."""
+    if max(pixel_spacing) > MAX_JUDGED_PIXEL_MM:
+        return False
+    hu = np.asarray(hu)
+    middle = hu.shape[0] // 2
+    return not any(_cavity(hu[z], pixel_spacing) is not None
+                   for z in sorted(range(hu.shape[0]), key=lambda z: abs(z - middle)))
 
 
 def _cavity(hu_slice: np.ndarray, pixel_spacing: tuple[float, float]) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ichvol.errors import InputError
+from ichvol.errors import InputError, NotAHeadCTError
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
@@ -18,7 +18,14 @@ from ichvol.results import AlgorithmInfo
 from .cascade import hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
 from .config import ModelConfig
 from .folder import load_networks, read_config
-from .postprocess import drop_implausible_components, drop_small_components, grow_rim, intracranial_mask
+from .postprocess import (
+    CAVITY_MEDIAN_HU,
+    drop_implausible_components,
+    drop_small_components,
+    grow_rim,
+    intracranial_mask,
+    lacks_cranial_cavity,
+)
 from .preprocess import head_box, normalize, slice_spacing_or_default
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,12 @@ class CascadePredictor:
         hu = _checked_hu(image)
         geometry = image.geometry
         start = time.perf_counter()
+        if self.config.cascade.require_cranial_cavity and lacks_cranial_cavity(hu, geometry.pixel_spacing):
+            raise NotAHeadCTError(
+                "no cranial cavity found: no slice shows soft tissue of brain-like density (median "
+                f"{CAVITY_MEDIAN_HU[0]:g} to {CAVITY_MEDIAN_HU[1]:g} HU) enclosed by bone. This model judges head CT "
+                "only; a phantom, a skull-stripped or a non-head image is refused"
+            )
         spacing = slice_spacing_or_default(geometry.slice_spacing)
         findings = stage1_findings(self.networks[1], hu, geometry.pixel_spacing, spacing, self.config)
         boxes = findings.boxes

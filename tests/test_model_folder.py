@@ -105,3 +105,13 @@ def test_model_card_reports_the_epochs_training_kept(tmp_path):
     card = write_model_card(folder, read_config(folder)).read_text()
     assert "Stage 1: 2 epochs; best by the training's selection rule at epoch 2" in card
     assert "Stage 2: 3 epochs; best by the training's selection rule at epoch 2" in card
+
+
+def test_model_card_lists_the_evaluations_with_short_lists_inline(tmp_path):
+    from ichvol.models.card import EVALUATION_FILE, write_model_card
+
+    folder = _folder(tmp_path)
+    (folder / EVALUATION_FILE).write_text(json.dumps({"real CT": {
+        "dsc_mean": 0.81234, "shape_zyx": [28, 512, 512], "groups": [{"group": "SAH", "n_cases": 2}]}}))
+    card = write_model_card(folder, read_config(folder)).read_text()
+    assert "### real CT\n- dsc_mean: 0.8123\n- shape_zyx: [28, 512, 512]\n- groups: \n  - group SAH, n_cases 2" in card

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, head, one_torch_thread  # noqa: F401
 
-from ichvol.errors import ConfigError
+from ichvol.errors import ConfigError, NotAHeadCTError
+from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_input_shape
 from ichvol.models.config import ModelConfig, StageConfig
-from ichvol.models.postprocess import grow_rim, intracranial_mask
+from ichvol.models.postprocess import grow_rim, intracranial_mask, lacks_cranial_cavity
 
 SPACING = (2.0, 2.0)
 
@@ -48,6 +49,48 @@ def test_slices_beyond_the_skull_are_excluded_and_a_gap_in_between_takes_its_nei
 def test_an_image_without_any_skull_is_not_gated():
     hu = np.full((4, 32, 32), 40.0, np.float32)
     assert intracranial_mask(hu, SPACING).all()
+
+
+def _air_phantom(shape):
+    """A head phantom as scanners' QA phantoms are: a skull-like shell around air (about -200 HU) holding
+    blood-dense solid inserts."""
+    hu, _ = head(shape, lesions=(), calcification=False)
+    brain, _ = _skull_and_brain(shape)
+    hu = hu.astype(np.float32)
+    hu[brain] = -200.0
+    hu[:, 28:36, 24:32] = 95.0
+    return hu
+
+
+def _skull_stripped(shape):
+    hu, _ = head(shape, lesions=(), calcification=False)
+    brain, _ = _skull_and_brain(shape)
+    return np.where(brain, hu, -1000).astype(np.float32)
+
+
+def test_a_head_has_a_cranial_cavity_and_phantoms_or_skull_stripped_images_have_none():
+    hu, _ = head((7, 64, 64), lesions=())
+    assert not lacks_cranial_cavity(hu, SPACING)
+    top_only = hu.astype(np.float32)
+    top_only[:6] = -1000.0  # the cavity in one slice, far from the middle, is enough
+    assert not lacks_cranial_cavity(top_only, SPACING)
+    assert lacks_cranial_cavity(_air_phantom((7, 64, 64)), SPACING)
+    assert lacks_cranial_cavity(_skull_stripped((7, 64, 64)), SPACING)
+    assert lacks_cranial_cavity(np.full((3, 32, 32), 40.0, np.float32), SPACING)
+    # Pixels too coarse to follow the skull are not judged.
+    assert not lacks_cranial_cavity(_air_phantom((7, 64, 64)), (3.5, 3.5))
+
+
+@pytest.mark.parametrize("make", [_air_phantom, _skull_stripped], ids=["air-phantom", "skull-stripped"])
+def test_the_predictor_refuses_an_image_without_a_cranial_cavity_unless_told_not_to(make):
+    head_image, _ = ct_image((7, 64, 64), lesions=())
+    image = CTImage(make(head_image.hu.shape), head_image.geometry)
+    with pytest.raises(NotAHeadCTError, match="no cranial cavity found"):
+        constant_predictor(Hemorrhage.IPH, Hemorrhage.IPH).predict(image)
+    predictor = constant_predictor(Hemorrhage.IPH, Hemorrhage.IPH)
+    predictor.config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {
+        **TINY_CONFIG["cascade"], "intracranial_gate": False, "require_cranial_cavity": False}})
+    assert (predictor.predict(image).labels == Hemorrhage.IPH).any()
 
 
 def test_the_predictor_clears_hemorrhage_outside_the_cranial_cavity():

@@ -11,6 +11,7 @@ from model_phantoms import TINY_CONFIG, geometry, head, one_torch_thread  # noqa
 from typer.testing import CliRunner
 
 from ichvol.cli import app
+from ichvol.errors import NotAHeadCTError
 from ichvol.labels import Hemorrhage
 from ichvol.models.config import ModelConfig
 from ichvol.models.folder import write_config, write_weights
@@ -75,3 +76,14 @@ def test_predict_on_a_missing_path_is_an_input_error(tmp_path):
 
     result = runner.invoke(app, ["predict", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, InputError)
+
+
+def test_predict_refuses_an_image_without_a_cranial_cavity_and_writes_nothing(tmp_path, always_iph_model):
+    hu, _ = head((10, 64, 64), lesions=(), calcification=False)
+    hu = np.where(hu > 500, hu, -200).astype(np.int16)  # a skull-like shell around air: a QA phantom
+    write_volume(tmp_path / "phantom.nii.gz", hu, geometry((10, 64, 64)))
+    result = runner.invoke(app, ["predict", str(tmp_path / "phantom.nii.gz"), "--out", str(tmp_path / "out"),
+                                 "--model", str(always_iph_model), "--device", "cpu"])
+    assert isinstance(result.exception, NotAHeadCTError)
+    assert "no cranial cavity found" in str(result.exception)
+    assert not (tmp_path / "out" / "labels.nii.gz").exists()

@@ -55,3 +55,22 @@ def test_study_without_usable_series_is_rejected_with_reason(tmp_path, change, r
         assert s.scalar(select(AuditEvent.details).where(AuditEvent.event == "job_rejected"))["job_id"] == job.id
     assert not (config.work_dir / str(job.id)).exists()
     assert not worker.process_available()
+
+
+def test_a_ct_without_a_cranial_cavity_is_rejected_by_the_model_and_nothing_is_sent(tmp_path):
+    from model_phantoms import write_untrained_model
+
+    from ichvol.models.predictor import CascadePredictor
+
+    config = make_config(tmp_path, ROUTING__MIN_SLICES="3", DESTINATIONS='[{ae_title="P", host="127.0.0.1", port=9}]')
+    sessions = sessions_for(config)
+    spool_study(config, sessions, write_ct_series(tmp_path / "study", slices=4, size=32))  # water, no skull
+    [job] = queue_stable(config, sessions)
+    predictor = CascadePredictor.from_folder(write_untrained_model(tmp_path / "model"), device="cpu")
+    assert Worker(config, sessions, segmenter=predictor).process_available()
+    with sessions() as s:
+        job = s.get(Job, job.id)
+        assert (job.state, job.error_code) == (JobState.REJECTED, "NotAHeadCTError")
+        assert "no cranial cavity" in job.error_message
+        assert s.scalars(select(Send)).all() == []
+    assert not any((config.results_dir / str(job.id)).glob("*.dcm"))
