@@ -393,9 +393,11 @@ def ichvol_config(data_dir: Path, listen_port: int, destinations: Sequence[tuple
 
 
 def write_ct_series(out_dir: Path, slices: int = 4, size: int = 16, study_uid: str | None = None,
-                    modality: str = "CT", patient_id: str = "PEERS-TEST") -> list[Path]:
-    """A tiny valid axial CT series (uniform water + noise), for tests of routing and transport only:
-    what is inside the pixels does not matter there. Tests of the pipeline use ichvol's synth."""
+                    modality: str = "CT", patient_id: str = "PEERS-TEST", skull: bool = True) -> list[Path]:
+    """A tiny valid axial CT series at 1 mm pixels, for tests of routing, transport and the service's
+    handling of jobs: a bone ring around water with noise (`skull=False`: water + noise only, which the model
+    refuses as not a head). What else is inside the pixels does not matter there; tests of the segmentation
+    use ichvol's synth."""
     import numpy as np
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -404,6 +406,12 @@ def write_ct_series(out_dir: Path, slices: int = 4, size: int = 16, study_uid: s
     study_uid = study_uid or generate_uid()
     series_uid, frame_uid = generate_uid(), generate_uid()
     rng = np.random.default_rng(0)
+    hu = np.zeros((size, size))
+    if skull:
+        yy, xx = np.indices((size, size)) - (size - 1) / 2
+        radius = np.hypot(yy, xx) / size
+        hu[radius >= 0.40] = 1000.0
+        hu[radius >= 0.46] = -1000.0
     paths = []
     for index in range(slices):
         ds = pydicom.Dataset()
@@ -427,7 +435,7 @@ def write_ct_series(out_dir: Path, slices: int = 4, size: int = 16, study_uid: s
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
         ds.KVP, ds.AcquisitionNumber, ds.PatientPosition = 120, 1, "HFS"
         ds.PositionReferenceIndicator, ds.BodyPartExamined = "", "HEAD"
-        ds.PixelData = (rng.normal(1024, 5, (size, size))).astype("<i2").tobytes()
+        ds.PixelData = (hu + 1024 + rng.normal(0, 5, (size, size))).astype("<i2").tobytes()
         path = out_dir / f"ct{index:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

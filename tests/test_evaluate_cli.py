@@ -102,3 +102,29 @@ def test_missing_model_is_a_model_error(testset, tmp_path):
     with pytest.raises(ModelError, match="no such model folder"):
         evaluate_command(testset=root, out=tmp_path / "o", model=tmp_path / "nope", device="cpu")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_case_the_model_refuses_is_scored_as_finding_nothing_and_named(tiny_model, tmp_path):
+    import csv
+
+    import numpy as np
+    from model_phantoms import geometry, head
+
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    hu, labels = head((10, 64, 64))
+    phantom = np.where(hu > 500, hu, -200).astype(np.int16)  # a skull-like shell around air
+    for name, image in (("head", hu), ("phantom", phantom)):
+        write_volume(root / "images" / f"{name}.nii.gz", image, geometry())
+        write_volume(root / "labels" / f"{name}.nii.gz", labels, geometry())
+    out = tmp_path / "out"
+    done = _ichvol("evaluate", "--testset", str(root), "--out", str(out), "--model", str(tiny_model), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "1 case(s) refused by the model as not a head CT" in " ".join(done.stdout.split())
+    assert json.loads((out / "summary.json").read_text())["n_cases_refused"] == 1
+    rows = {row["name"]: row for row in csv.DictReader((out / "cases.csv").open())}
+    assert rows["head"]["refused"] == ""
+    assert "no cranial cavity found" in rows["phantom"]["refused"]
+    assert float(rows["phantom"]["dsc"]) == 0.0 and float(rows["phantom"]["predicted_volume_ml"]) == 0.0
+    assert float(rows["phantom"]["true_volume_ml"]) > 0

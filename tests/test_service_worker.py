@@ -64,7 +64,7 @@ def test_a_ct_without_a_cranial_cavity_is_rejected_by_the_model_and_nothing_is_s
 
     config = make_config(tmp_path, ROUTING__MIN_SLICES="3", DESTINATIONS='[{ae_title="P", host="127.0.0.1", port=9}]')
     sessions = sessions_for(config)
-    spool_study(config, sessions, write_ct_series(tmp_path / "study", slices=4, size=32))  # water, no skull
+    spool_study(config, sessions, write_ct_series(tmp_path / "study", slices=4, size=32, skull=False))
     [job] = queue_stable(config, sessions)
     predictor = CascadePredictor.from_folder(write_untrained_model(tmp_path / "model"), device="cpu")
     assert Worker(config, sessions, segmenter=predictor).process_available()

@@ -53,7 +53,8 @@ def evaluate_command(
         task = progress.add_task("evaluating", total=len(tests.cases))
         for result in evaluate_testset(tests, predictor):
             results.append(result)
-            progress.update(task, advance=1, description=f"{result.name}: DSC {result.dsc:.3f}")
+            outcome = "refused, not a head CT" if result.refused else f"DSC {result.dsc:.3f}"
+            progress.update(task, advance=1, description=f"{result.name}: {outcome}")
 
     rows = summarize(results)
     algorithm = getattr(predictor, "algorithm", None)
@@ -76,6 +77,10 @@ def evaluate_command(
     for cells in table_rows(rows):
         table.add_row(*cells)
     console.print(table)
+    refused = [r.name for r in results if r.refused]
+    if refused:
+        console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "
+                      f"nothing:[/yellow] {', '.join(refused)}")
     console.print(f"wrote {out}/summary.json, cases.csv, summary.md and plots")
 
 

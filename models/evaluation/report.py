@@ -41,12 +41,12 @@ def write_cases_csv(path: Path, results: Sequence[CaseResult]) -> None:
     type_columns = [f"dsc_{t.name}" for t in Hemorrhage if any(t.name in r.dsc_per_type for r in results)]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*CSV_FIELDS, *type_columns])
+        writer.writerow([*CSV_FIELDS, *type_columns, "refused"])
         for r in results:
             row = r.to_dict()
             values = [_cell(row[key]) for key in CSV_FIELDS]
             values += [_cell(r.dsc_per_type.get(column[4:])) for column in type_columns]
-            writer.writerow(values)
+            writer.writerow([*values, r.refused])
 
 
 def _cell(value: object) -> object:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
+from ichvol.errors import NotAHeadCTError
 from ichvol.geometry import VolumeGeometry
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
@@ -50,6 +51,7 @@ class CaseResult:
     abc2_predicted_kothari_ml: float
     seconds: float
     dsc_per_type: dict[str, float] = field(default_factory=dict)  # multi-class only
+    refused: str = ""  # why the model refused the image (scored as finding nothing); empty when it predicted
 
     @property
     def has_hemorrhage(self) -> bool:
@@ -121,19 +123,26 @@ def score_case(
 
 
 def evaluate_case(case: TestCase, predictor: Predictor, *, binary: bool) -> CaseResult:
+    """A case the model refuses (not a head CT) is scored as finding nothing, as the service would report
+    nothing for it, and says why in `refused`."""
     image, truth, truth_geometry = case.load()
     started = time.perf_counter()
-    prediction = predictor.predict(image)
+    refused = ""
+    try:
+        labels = np.asarray(predictor.predict(image).labels)
+    except NotAHeadCTError as exc:
+        labels, refused = np.zeros(np.shape(truth), dtype=np.uint8), str(exc)
     seconds = time.perf_counter() - started
-    return score_case(
+    result = score_case(
         case.name,
         np.asarray(truth).astype(np.uint8),
-        np.asarray(prediction.labels),
+        labels,
         truth_geometry,
         binary=binary,
         declared_types=case.declared_types,
         seconds=float(seconds),
     )
+    return replace(result, refused=refused) if refused else result
 
 
 def evaluate_testset(testset: TestSet, predictor: Predictor) -> Iterator[CaseResult]:

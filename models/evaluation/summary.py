@@ -110,6 +110,7 @@ def summary_dict(results: Sequence[CaseResult], *, binary: bool, extra: dict | N
         "dsc_per_type_mean": {name: float(np.mean(v)) for name, v in per_type.items()},
         "dsc_per_type_mean_cases_with_type": {name: float(np.mean(v)) for name, v in per_type_own.items()},
         "false_positive_ml_mean_hemorrhage_free": _mean([r.predicted_volume_ml for r in hemorrhage_free]),
+        "n_cases_refused": sum(1 for r in results if r.refused),
         "groups": [row.to_dict() for row in rows],
         **(extra or {}),
     }
