@@ -121,8 +121,7 @@ class CascadeSettings:
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
 
     def __post_init__(self) -> None:
-        if self.rim_growth_types is not None:
-            Hemorrhage.parse_list(",".join(self.rim_growth_types))  # ValueError naming an unknown type
+        self.rim_growth_labels  # noqa: B018 - parsing raises ValueError naming an unknown type
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:

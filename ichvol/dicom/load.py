@@ -37,7 +37,7 @@ def load_ct_image(
     """
     scan = read_study(Path(folder))
     selection = _requested(scan, series_uid) if series_uid else _selected(scan, min_slices)
-    image, warnings = assemble_series(series_parts(scan)[selection.chosen])
+    image, warnings = assemble_series(selection.series)
     return image, replace(selection, warnings=selection.warnings + tuple(warnings))
 
 
@@ -76,7 +76,7 @@ def _requested(scan: StudyScan, series_uid: str) -> SeriesSelection:
     if reason:
         raise NoSuitableSeriesError(f"series {series.label()}: {reason}", {key: reason})
     others = {other: f"series {s.label()}: not requested" for other, s in stacks.items() if other != key}
-    return SeriesSelection(key, others, (key,))
+    return SeriesSelection(key, series, others, (key,))
 
 
 def _hu_dtype(array: np.ndarray) -> np.ndarray:

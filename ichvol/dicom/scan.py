@@ -32,6 +32,14 @@ class Instance:
         return int(self.header.get("NumberOfFrames", 1) or 1)
 
 
+PART_SEPARATOR = "#"  # UIDs hold only digits and dots
+
+
+def series_uid_of(key: str) -> str:
+    """The Series Instance UID of a key made by `SeriesScan.key`."""
+    return key.split(PART_SEPARATOR, 1)[0]
+
+
 @dataclass(eq=False)
 class SeriesScan:
     """The instances of one series, in the order the files were found (not yet sorted)."""
@@ -46,8 +54,8 @@ class SeriesScan:
 
     @property
     def key(self) -> str:
-        """The series UID, or "UID#part" for a part of a mixed series."""
-        return self.uid if self.parts == 1 else f"{self.uid}#{self.part}"
+        """The series UID, or "UID#part" for a part of a mixed series (`series_uid_of` reads the UID back)."""
+        return self.uid if self.parts == 1 else f"{self.uid}{PART_SEPARATOR}{self.part}"
 
     @property
     def first(self) -> Dataset:

@@ -41,10 +41,12 @@ DEFAULT_MAX_TILT_DEGREES = 30.0
 class SeriesSelection:
     """The chosen series, every other one with the reason it was not chosen, and warnings about the choice.
 
-    `candidates` lists the series that qualified, best first (the chosen one first).
+    `candidates` lists the series that qualified, best first (the chosen one first); `series` is the chosen
+    series itself (or the chosen part of a series that mixes stacks).
     """
 
     chosen: str
+    series: SeriesScan = field(compare=False, repr=False)
     rejected: dict[str, str] = field(default_factory=dict)
     candidates: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -86,7 +88,7 @@ def select_series(
         studies = len(scan.study_instance_uids)
         warnings.append(f"the folder holds {studies} studies; only one series is processed")
     logger.info("chose series %s (%s) of %d", stacks[chosen].label(), _rank_words(stacks[chosen]), len(stacks))
-    return SeriesSelection(chosen, rejected, candidates, tuple(warnings))
+    return SeriesSelection(chosen, stacks[chosen], rejected, candidates, tuple(warnings))
 
 
 def series_problem(series: SeriesScan, min_slices: int = DEFAULT_MIN_SLICES,

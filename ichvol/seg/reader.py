@@ -137,6 +137,7 @@ def find_segmentation(folder: Path) -> tuple[Path, str]:
     InputError naming the folder when it holds no SEG, several, or a SEG whose CT series is not there.
     """
     from ..dicom import read_study, select_series  # the DICOM reader pulls in decoders: import it when needed
+    from ..dicom.scan import series_uid_of
     from ..dicom.selection import CT_IMAGE_CLASSES
 
     folder = Path(folder)
@@ -150,14 +151,14 @@ def find_segmentation(folder: Path) -> tuple[Path, str]:
     seg = segs[0]
     referenced = [str(item.SeriesInstanceUID) for item in seg.header.get("ReferencedSeriesSequence", [])]
     if not referenced:
-        return seg.path, select_series(scan).chosen.split("#")[0]
+        return seg.path, select_series(scan).series.uid
     present = [uid for uid in referenced if uid in scan.series and scan.series[uid].sop_class_uid in CT_IMAGE_CLASSES]
     # A referenced series that mixes stacks is read on its best part (ichvol.dicom.load_ct_image decides).
     if not present:
         raise InputError(f"{folder}: the SEG {seg.path.relative_to(folder)} references CT series "
                          f"{', '.join(referenced)}, which is not in the folder")
     if len(present) > 1:
-        ranked = [key.split("#")[0] for key in select_series(scan, min_slices=2).candidates]
+        ranked = [series_uid_of(key) for key in select_series(scan, min_slices=2).candidates]
         ranked = [uid for uid in dict.fromkeys(ranked) if uid in present]
         present = ranked or present
     return seg.path, present[0]
