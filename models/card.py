@@ -75,6 +75,8 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
     ]
     if training.get("initialised_from"):
         lines.append(f"- Fine-tuned: each stage started from the weights of {training['initialised_from']}.")
+    if training.get("unchanged_from"):
+        lines.append(f"- Not trained here, weights taken unchanged: {training['unchanged_from']}.")
     lines += [
         "",
         "## Validation during training (metrics.csv)",

@@ -16,7 +16,17 @@ from ichvol.errors import ConfigError, InputError
 from .card import write_model_card
 from .config import ModelConfig
 from .data import cache_items, find_cases, split_cases
-from .folder import CONFIG_FILE, TRAINING_FILE, read_config, write_config
+from .folder import (
+    CONFIG_FILE,
+    STAGES,
+    TRAINING_FILE,
+    read_config,
+    read_weights,
+    stage_network,
+    weights_file,
+    write_config,
+    write_weights,
+)
 from .predictor import resolve_device
 from .train import METRICS_FILE, EpochResult, StageTrainer, checkpoint_path, truncate_metrics
 
@@ -56,6 +66,10 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     info = _read_training_info(out)
     info["data"] = _describe_data(request.data_dir, train_cases, val_cases, validation_folder)
     info["device"] = str(device)
+    if request.init_from is not None:
+        for stage in (s for s in STAGES if s not in request.stages):
+            if _carry_weights(request.init_from, out, stage, config):
+                info.setdefault("unchanged_from", {})[f"stage{stage}"] = str(request.init_from)
     for stage in request.stages:
         trainer = StageTrainer(config, stage, out, device)
         if request.resume and trainer.resume():
@@ -85,6 +99,16 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     write_model_card(out, config)
     return config
+
+
+def _carry_weights(source: Path, out: Path, stage: int, config: ModelConfig) -> bool:
+    """Fine-tuning one stage: the other stage's weights come unchanged from the --init-from folder (checked
+    against this config), so that the output is a whole model. False when `out` already has them."""
+    if (out / weights_file(stage)).is_file():
+        return False
+    write_weights(out, stage, read_weights(Path(source), stage, stage_network(config, stage)))
+    log.info("stage %d: weights taken unchanged from %s", stage, source)
+    return True
 
 
 def _validation_folder(request: TrainRequest) -> Path | None:

@@ -55,13 +55,18 @@ def read_config(folder: Path) -> ModelConfig:
         raise ModelError(f"{folder}: invalid {CONFIG_FILE}: {exc}") from exc
 
 
+def stage_network(config: ModelConfig, stage: int) -> torch.nn.Module:
+    """One stage's network as the config describes it (untrained)."""
+    stage_config = config.stage1 if stage == 1 else config.stage2
+    return build_network(stage_config, config.in_channels, config.num_classes)
+
+
 def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int, torch.nn.Module]:
     """Both stage networks with their weights, in eval mode; ModelError when a file is missing or the weights
     do not match the config (missing/unexpected keys, other shapes)."""
     networks = {}
     for stage in STAGES:
-        stage_config = config.stage1 if stage == 1 else config.stage2
-        network = build_network(stage_config, config.in_channels, config.num_classes)
+        network = stage_network(config, stage)
         network.load_state_dict(read_weights(Path(folder), stage, network))
         networks[stage] = network.to(device).eval()
     return networks

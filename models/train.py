@@ -22,8 +22,7 @@ from ichvol.errors import ModelError
 from .cascade import stage_probabilities
 from .config import ModelConfig
 from .data import train_transforms
-from .folder import read_weights, write_weights
-from .network import build_network
+from .folder import read_weights, stage_network, write_weights
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class StageTrainer:
         self.stage_config = config.stage1 if stage == 1 else config.stage2
         settings = config.training
         set_determinism(seed=settings.seed + 1000 * stage)
-        self.network = build_network(self.stage_config, config.in_channels, config.num_classes).to(device)
+        self.network = stage_network(config, stage).to(device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=settings.learning_rate,
                                            weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(

@@ -95,6 +95,13 @@ def test_init_from_fine_tunes_from_another_models_weights(dataset, tmp_path):
     training = json.loads((out / "training.json").read_text())
     assert training["initialised_from"] == {"stage2": str(start)}
     assert "Fine-tuned" in (out / "MODEL_CARD.md").read_text()
+    # The stage not trained comes unchanged from the starting model, so the folder is a whole model.
+    assert training["unchanged_from"] == {"stage1": str(start)}
+    untouched = torch.load(start / weights_file(1), weights_only=True)
+    carried = torch.load(out / weights_file(1), weights_only=True)
+    assert untouched.keys() == carried.keys() and all(torch.equal(untouched[k], carried[k]) for k in untouched)
+    image, _ = ct_image((10, 64, 64))
+    assert CascadePredictor.from_folder(out, device="cpu").predict(image).labels.shape == image.hu.shape
     # One epoch of small steps moves the weights, but they stay close to where they started, far closer than
     # to an independent initialisation.
     before = torch.load(start / weights_file(2), weights_only=True)

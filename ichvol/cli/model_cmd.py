@@ -26,7 +26,8 @@ def train(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="continue from the folder's last checkpoints")] = False,
     init_from: Annotated[Path | None, typer.Option(
-        "--init-from", help="fine-tune: start from this model folder's weights (same architecture)")] = None,
+        "--init-from", help="fine-tune: start from this model folder's weights (same architecture); a stage not "
+        "trained (--stage 1 or 2) takes its weights unchanged")] = None,
     val_data: Annotated[Path | None, typer.Option(
         "--val-data", help=("separate validation cases (same layouts as --data); all of --data then trains. "
                             "Default: a seeded share of --data"))] = None,
