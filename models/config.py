@@ -160,6 +160,10 @@ class ModelConfig:
     def in_channels(self) -> int:
         return len(self.preprocessing.windows)
 
+    def stage(self, number: int) -> StageConfig:
+        """The settings of stage `number` (1: coarse, 2: fine)."""
+        return self.stage1 if number == 1 else self.stage2
+
     def to_dict(self) -> dict:
         return asdict(self)
 

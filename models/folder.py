@@ -57,8 +57,7 @@ def read_config(folder: Path) -> ModelConfig:
 
 def stage_network(config: ModelConfig, stage: int) -> torch.nn.Module:
     """One stage's network as the config describes it (untrained)."""
-    stage_config = config.stage1 if stage == 1 else config.stage2
-    return build_network(stage_config, config.in_channels, config.num_classes)
+    return build_network(config.stage(stage), config.in_channels, config.num_classes)
 
 
 def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int, torch.nn.Module]:

@@ -122,9 +122,8 @@ class CascadePredictor:
         hu = _checked_hu(image)
         start = time.perf_counter()
         head = head_box(hu, self.config.preprocessing, image.geometry.pixel_spacing)
-        stage_config = self.config.stage1 if stage == 1 else self.config.stage2
         probs = stage_probabilities(self.networks[stage], normalize(hu[head], self.config.preprocessing),
-                                    stage_config, self.config.cascade)
+                                    self.config.stage(stage), self.config.cascade)
         labels = np.zeros(hu.shape, dtype=np.uint8)
         labels[head] = hemorrhage_labels(probs, self.config.cascade.stage2_min_probability)
         seconds = time.perf_counter() - start

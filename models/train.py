@@ -61,7 +61,7 @@ class StageTrainer:
 
     def __init__(self, config: ModelConfig, stage: int, out: Path, device: torch.device):
         self.config, self.stage, self.out, self.device = config, stage, Path(out), device
-        self.stage_config = config.stage1 if stage == 1 else config.stage2
+        self.stage_config = config.stage(stage)
         settings = config.training
         set_determinism(seed=settings.seed + 1000 * stage)
         self.network = stage_network(config, stage).to(device)
