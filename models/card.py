@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import ModelConfig
 from .folder import TRAINING_FILE
-from .train import selection_dice
+from .train import selection_score
 
 NOTES_FILE = "notes.md"  # the maintainer's notes on weaknesses, included verbatim
 EVALUATION_FILE = "evaluation.json"  # figures measured by `ichvol evaluate`, copied in by the maintainer
@@ -105,15 +105,33 @@ def _best_rows(path: Path) -> list[str]:
     out = []
     for stage in sorted({r["stage"] for r in rows}):
         stage_rows = [r for r in rows if r["stage"] == stage]
-        best = max(stage_rows, key=lambda r: _score(int(stage), r))
-        out.append(f"- Stage {stage}: {len(stage_rows)} epochs; best by the training's selection rule at epoch "
-                   f"{best['epoch']}: validation Dice {best['val_dice']} (foreground {best['val_dice_foreground']}).")
+        epochs = sum(r["epoch"] != "0" for r in stage_rows)  # epoch 0: a fine-tuning's starting weights
+        by_cascade = any(not math.isnan(_number(r.get("val_cascade_dsc"))) for r in stage_rows)
+        scored = [(score, r) for r in stage_rows
+                  if (score := selection_score(int(stage), _numbers(r), by_cascade)) is not None]
+        if not scored:
+            out.append(f"- Stage {stage}: {epochs} epochs; none scored.")
+            continue
+        best = max(scored, key=lambda pair: pair[0])[1]
+        line = (f"- Stage {stage}: {epochs} epochs; best by the training's selection rule at epoch "
+                f"{best['epoch']}: validation Dice {best['val_dice']} (foreground {best['val_dice_foreground']})")
+        if by_cascade:
+            line += f"; the whole cascade on the validation cases, which chose it: DSC {best['val_cascade_dsc']}"
+            if not math.isnan(_number(best["val_cascade_false_positive_ml"])):
+                line += f", {best['val_cascade_false_positive_ml']} ml found in hemorrhage-free cases"
+        out.append(line + ".")
     return out
 
 
-def _score(stage: int, row: dict) -> float:
-    score = selection_dice(stage, float(row["val_dice"]), float(row["val_dice_foreground"]))
-    return -1.0 if math.isnan(score) else score
+def _numbers(row: dict) -> dict:
+    return {key: _number(value) for key, value in row.items() if key != "stage"}
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _compact(value) -> str:

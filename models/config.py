@@ -143,6 +143,11 @@ class TrainingSettings:
     validation_fraction: float = 0.15
     rotation_degrees: float = 30.0
     stage2_negative_rois_per_case: int = 1  # hemorrhage-free boxes so stage 2 learns to reject stage 1's mistakes
+    # Every this many epochs (and at the last) run the whole cascade on the validation cases, the other stage
+    # with its kept weights, and keep the weights with the best cascade DSC (models/validation.py); also the
+    # starting weights of a fine-tuning. 0: off, the stage's own validation Dice chooses. Used where the
+    # other stage's weights are fixed: stage 2 after stage 1, or one stage fine-tuned with the other unchanged.
+    cascade_validation_every: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from monai import transforms as mt
 
 from ichvol.errors import InputError, NotDicomError
+from ichvol.image import CTImage
 from ichvol.nifti import read_volume
 
 from .cascade import roi_boxes, roi_input_shape
@@ -43,8 +44,15 @@ class Case(ABC):
     layout: ClassVar[str]  # the data layout, as training.json and the model card describe it
 
     @abstractmethod
+    def load_image(self) -> tuple[CTImage, np.ndarray]:
+        """The CT as the predictor takes it and its label map (uint8) on the CT's own grid."""
+
     def load(self) -> CaseArrays:
         """(HU float32, labels uint8, pixel spacing, slice spacing) on the CT's own grid."""
+        image, labels = self.load_image()
+        geometry = image.geometry
+        return (np.asarray(image.hu, dtype=np.float32), labels, geometry.pixel_spacing,
+                slice_spacing_or_default(geometry.slice_spacing))
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,12 @@ class NiftiCase(Case):
     label_path: Path
     layout: ClassVar[str] = "NIfTI images/ + labels/ folder"
 
-    def load(self) -> CaseArrays:
+    def load_image(self) -> tuple[CTImage, np.ndarray]:
         hu, geometry = read_volume(self.image_path)
         labels, _ = read_volume(self.label_path)
         if labels.shape != hu.shape:
             raise InputError(f"case {self.case_id}: labels {labels.shape} and image {hu.shape} differ in shape")
-        return hu.astype(np.float32), np.rint(labels).astype(np.uint8), geometry.pixel_spacing, \
-            slice_spacing_or_default(geometry.slice_spacing)
+        return CTImage(hu.astype(np.float32), geometry), np.rint(labels).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -90,18 +97,15 @@ class DicomSegCase(Case):
             raise _naming_case(exc, folder.name) from exc
         return cls(folder.name, folder, seg_path, series_uid)
 
-    def load(self) -> CaseArrays:
+    def load_image(self) -> tuple[CTImage, np.ndarray]:
         from ichvol.dicom import load_ct_image
         from ichvol.seg import read_segmentation
 
         try:
             image, _ = load_ct_image(self.folder, series_uid=self.series_uid)
-            labels = read_segmentation(self.seg_path, image)
+            return image, read_segmentation(self.seg_path, image)
         except InputError as exc:
             raise _naming_case(exc, self.case_id) from exc
-        geometry = image.geometry
-        spacing = slice_spacing_or_default(geometry.slice_spacing)
-        return image.hu.astype(np.float32), labels, geometry.pixel_spacing, spacing
 
 
 def _naming_case(exc: InputError, case_id: str) -> InputError:

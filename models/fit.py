@@ -20,6 +20,7 @@ from .folder import (
     CONFIG_FILE,
     STAGES,
     TRAINING_FILE,
+    load_network,
     read_config,
     read_weights,
     stage_network,
@@ -29,6 +30,7 @@ from .folder import (
 )
 from .predictor import resolve_device
 from .train import METRICS_FILE, EpochResult, StageTrainer, checkpoint_path, truncate_metrics
+from .validation import CascadeValidator
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
             if _carry_weights(request.init_from, out, stage, config):
                 info.setdefault("unchanged_from", {})[f"stage{stage}"] = str(request.init_from)
     for stage in request.stages:
-        trainer = StageTrainer(config, stage, out, device)
+        validator = _cascade_validator(config, stage, request.stages, out, val_cases, device)
+        trainer = StageTrainer(config, stage, out, device, validator)
         if request.resume and trainer.resume():
             truncate_metrics(out / METRICS_FILE, stage, trainer.epoch)
         elif checkpoint_path(out, stage).is_file():
@@ -99,6 +102,27 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     write_model_card(out, config)
     return config
+
+
+def _cascade_validator(config: ModelConfig, stage: int, stages: tuple[int, ...], out: Path, val_cases: list,
+                       device: torch.device) -> CascadeValidator | None:
+    """The cascade validation of `stage`, when the config asks for it and the other stage's weights are fixed:
+    already in `out` and not trained later in this run."""
+    if config.training.cascade_validation_every <= 0 or not val_cases:
+        return None
+    other = 2 if stage == 1 else 1
+    if other in stages[stages.index(stage) + 1:] or not (out / weights_file(other)).is_file():
+        log.info("stage %d: no fixed stage %d weights yet; its own validation Dice chooses its kept weights",
+                 stage, other)
+        return None
+    validator = CascadeValidator(config, val_cases, other, load_network(out, config, other, device))
+    if not validator.holds_hemorrhage:
+        log.warning("stage %d: no validation case holds hemorrhage, so the cascade's DSC cannot choose; its own "
+                    "validation Dice does", stage)
+        return None
+    log.info("stage %d: the cascade's DSC on %d validation cases chooses the kept weights, every %d epochs",
+             stage, len(val_cases), config.training.cascade_validation_every)
+    return validator
 
 
 def _carry_weights(source: Path, out: Path, stage: int, config: ModelConfig) -> bool:

@@ -63,12 +63,14 @@ def stage_network(config: ModelConfig, stage: int) -> torch.nn.Module:
 def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int, torch.nn.Module]:
     """Both stage networks with their weights, in eval mode; ModelError when a file is missing or the weights
     do not match the config (missing/unexpected keys, other shapes)."""
-    networks = {}
-    for stage in STAGES:
-        network = stage_network(config, stage)
-        network.load_state_dict(read_weights(Path(folder), stage, network))
-        networks[stage] = network.to(device).eval()
-    return networks
+    return {stage: load_network(folder, config, stage, device) for stage in STAGES}
+
+
+def load_network(folder: Path, config: ModelConfig, stage: int, device: torch.device) -> torch.nn.Module:
+    """One stage's network with its weights from `folder`, in eval mode."""
+    network = stage_network(config, stage)
+    network.load_state_dict(read_weights(Path(folder), stage, network))
+    return network.to(device).eval()
 
 
 def read_weights(folder: Path, stage: int, network: torch.nn.Module) -> dict:

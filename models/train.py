@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,32 +24,47 @@ from .cascade import stage_probabilities
 from .config import ModelConfig
 from .data import train_transforms
 from .folder import read_weights, stage_network, write_weights
+from .validation import CascadeValidator
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.csv"
-METRIC_COLUMNS = ["stage", "epoch", "train_loss", "val_dice", "val_dice_foreground", "learning_rate", "seconds"]
+METRIC_COLUMNS = ["stage", "epoch", "train_loss", "val_dice", "val_dice_foreground", "val_cascade_dsc",
+                  "val_cascade_false_positive_ml", "learning_rate", "seconds"]
 
 
 @dataclass
 class EpochResult:
     stage: int
-    epoch: int  # 1-based
+    epoch: int  # 1-based; 0 is the starting weights of a fine-tuning, scored before any step
     train_loss: float
     val_dice: float  # mean over hemorrhage types present in truth or prediction, over validation items
     val_dice_foreground: float  # any hemorrhage vs background
     learning_rate: float
     seconds: float
+    val_cascade_dsc: float = math.nan  # the whole cascade (models/validation.py), on the epochs it runs
+    val_cascade_false_positive_ml: float = math.nan
 
     def row(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 def selection_dice(stage: int, val_dice: float, val_dice_foreground: float) -> float:
-    """The validation score a stage's kept weights are chosen by. Stage 1 only locates hemorrhage (its type
-    is stage 2's job): its foreground Dice. Stage 2: the mean of foreground and per-type Dice, since the
-    volume rests on the first and the types on the second."""
+    """The stage's own validation score. Stage 1 only locates hemorrhage (its type is stage 2's job): its
+    foreground Dice. Stage 2: the mean of foreground and per-type Dice, since the volume rests on the first
+    and the types on the second."""
     return val_dice_foreground if stage == 1 else (val_dice_foreground + val_dice) / 2
+
+
+def selection_score(stage: int, row: dict, by_cascade: bool) -> float | None:
+    """The score a stage's kept weights are chosen by, from a metrics row: the cascade's DSC when the run
+    validates the cascade (None on the epochs it does not), else the stage's own validation Dice (minus the
+    training loss when there is no validation set)."""
+    if by_cascade:
+        value = float(row["val_cascade_dsc"])
+        return None if math.isnan(value) else value
+    dice = selection_dice(stage, float(row["val_dice"]), float(row["val_dice_foreground"]))
+    return -float(row["train_loss"]) if math.isnan(dice) else dice
 
 
 def checkpoint_path(out: Path, stage: int) -> Path:
@@ -59,8 +75,12 @@ class StageTrainer:
     """Trains one stage's network on cached items; epoch k (1-based) is seeded with seed + k, so that a
     resumed run draws exactly the same crops and augmentations as an uninterrupted one."""
 
-    def __init__(self, config: ModelConfig, stage: int, out: Path, device: torch.device):
+    def __init__(self, config: ModelConfig, stage: int, out: Path, device: torch.device,
+                 cascade_validator: CascadeValidator | None = None):
         self.config, self.stage, self.out, self.device = config, stage, Path(out), device
+        # With a validator the kept weights are chosen by the cascade's DSC every
+        # `training.cascade_validation_every` epochs (and at the last); else by the stage's own validation.
+        self.cascade_validator = cascade_validator
         self.stage_config = config.stage(stage)
         settings = config.training
         set_determinism(seed=settings.seed + 1000 * stage)
@@ -75,7 +95,8 @@ class StageTrainer:
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch = 0
-        self.best_dice = -1.0
+        self.best_dice = -math.inf
+        self.fine_tuning = False
 
     def resume(self) -> bool:
         path = checkpoint_path(self.out, self.stage)
@@ -98,6 +119,7 @@ class StageTrainer:
         """Fine-tuning: start from another model folder's weights of this stage (a fresh optimiser and
         schedule); the folder's architecture must be this config's."""
         self.network.load_state_dict(read_weights(folder, self.stage, self.network))
+        self.fine_tuning = True
         log.info("stage %d: starting from the weights of %s", self.stage, folder)
 
     def fit(self, train_items: list[dict], val_items: list[dict], epochs: int,
@@ -107,6 +129,11 @@ class StageTrainer:
         transforms = train_transforms(self.stage_config, self.config)
         dataset = Dataset(train_items, transform=transforms)
         results = []
+        if self.epoch == 0 and self.fine_tuning and self.cascade_validator is not None:
+            # The starting weights compete too: a fine-tuning never keeps weights worse than those it began with.
+            results.append(self._starting_point(val_items))
+            if on_epoch:
+                on_epoch(results[-1])
         while self.epoch < epochs:
             epoch = self.epoch + 1
             seed = settings.seed + 1000 * self.stage + epoch
@@ -127,12 +154,33 @@ class StageTrainer:
             dice, dice_fg = self.validate(val_items)
             result = EpochResult(self.stage, epoch, float(np.mean(losses)), dice, dice_fg,
                                  float(self.optimizer.param_groups[0]["lr"]), time.perf_counter() - started)
+            every = settings.cascade_validation_every
+            if self.cascade_validator is not None and (epoch % every == 0 or epoch == epochs):
+                result = self._with_cascade_score(result, started)
             self.epoch = epoch
             self._save(result)
             results.append(result)
             if on_epoch:
                 on_epoch(result)
         return results
+
+    def _starting_point(self, val_items: list[dict]) -> EpochResult:
+        started = time.perf_counter()
+        dice, dice_fg = self.validate(val_items)
+        result = EpochResult(self.stage, 0, math.nan, dice, dice_fg, float(self.optimizer.param_groups[0]["lr"]),
+                             0.0)
+        result = self._with_cascade_score(result, started)
+        self._save(result)
+        return result
+
+    def _with_cascade_score(self, result: EpochResult, started: float) -> EpochResult:
+        score = self.cascade_validator.score(self.network)
+        log.info("stage %d epoch %d: cascade DSC %.4f, %.2f ml found in hemorrhage-free cases", self.stage,
+                 result.epoch, score.dsc, score.false_positive_ml)
+        result.val_cascade_dsc = score.dsc
+        result.val_cascade_false_positive_ml = score.false_positive_ml
+        result.seconds = time.perf_counter() - started
+        return result
 
     def _step(self, batch: dict) -> float:
         image = batch["image"].to(self.device)
@@ -170,9 +218,8 @@ class StageTrainer:
 
     def _save(self, result: EpochResult) -> None:
         _append_metrics(self.out / METRICS_FILE, result)
-        dice = selection_dice(self.stage, result.val_dice, result.val_dice_foreground)
-        score = dice if not np.isnan(dice) else -result.train_loss
-        if score > self.best_dice:
+        score = selection_score(self.stage, result.row(), self.cascade_validator is not None)
+        if score is not None and score > self.best_dice:
             self.best_dice = score
             write_weights(self.out, self.stage, self.network.state_dict())
         path = checkpoint_path(self.out, self.stage)
@@ -204,6 +251,8 @@ def _dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def _append_metrics(path: Path, result: EpochResult) -> None:
+    if path.is_file() and _header(path) != METRIC_COLUMNS:
+        _rewrite_metrics(path, _read_metrics(path))  # a run started before the columns changed
     new = not path.is_file()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
@@ -216,10 +265,22 @@ def truncate_metrics(path: Path, stage: int, after_epoch: int) -> None:
     """Drop rows of `stage` beyond `after_epoch` (written after the checkpoint a resume starts from)."""
     if not path.is_file():
         return
+    rows = _read_metrics(path)
+    _rewrite_metrics(path, [r for r in rows if not (int(r["stage"]) == stage and int(r["epoch"]) > after_epoch)])
+
+
+def _header(path: Path) -> list[str]:
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = [r for r in rows if not (int(r["stage"]) == stage and int(r["epoch"]) > after_epoch)]
+        return next(csv.reader(handle), [])
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return [{column: row.get(column) or "nan" for column in METRIC_COLUMNS} for row in csv.DictReader(handle)]
+
+
+def _rewrite_metrics(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
-        writer.writerows(kept)
+        writer.writerows(rows)

@@ -110,18 +110,22 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def constant_network(stage_config, config: ModelConfig, winner: int, seed: int = 0) -> torch.nn.Module:
+    """A real network whose output bias makes every voxel come out as class `winner`: a stage that always (or
+    never) finds hemorrhage."""
+    torch.manual_seed(seed)
+    network = build_network(stage_config, config.in_channels, config.num_classes)
+    with torch.no_grad():
+        network.output_block.conv.conv.weight.zero_()
+        network.output_block.conv.conv.bias.fill_(-10.0)
+        network.output_block.conv.conv.bias[winner] = 10.0
+    return network.eval()
+
+
 def constant_predictor(stage1_class: int, stage2_class: int, gate: bool = False) -> CascadePredictor:
-    """Real networks whose output bias makes every voxel come out as one class: a stage that always (or
-    never) finds hemorrhage, so that the cascade's control flow can be checked exactly (the cranial cavity
-    gate, off unless asked, would clear the skull and scalp)."""
+    """Both stages constant (`constant_network`), so that the cascade's control flow can be checked exactly (the
+    cranial cavity gate, off unless asked, would clear the skull and scalp)."""
     config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], "intracranial_gate": gate}})
-    networks = {}
-    for stage, (stage_config, winner) in enumerate(((config.stage1, stage1_class), (config.stage2, stage2_class)), 1):
-        torch.manual_seed(stage)
-        network = build_network(stage_config, config.in_channels, config.num_classes)
-        with torch.no_grad():
-            network.output_block.conv.conv.weight.zero_()
-            network.output_block.conv.conv.bias.fill_(-10.0)
-            network.output_block.conv.conv.bias[winner] = 10.0
-        networks[stage] = network.eval()
+    networks = {stage: constant_network(config.stage(stage), config, winner, seed=stage)
+                for stage, winner in ((1, stage1_class), (2, stage2_class))}
     return CascadePredictor(config, networks)

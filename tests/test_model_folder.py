@@ -92,19 +92,44 @@ def test_shipped_model_folder_is_complete_and_small():
 
 def test_model_card_reports_the_epochs_training_kept(tmp_path):
     from ichvol.models.card import write_model_card
-    from ichvol.models.train import METRIC_COLUMNS
 
     folder = _folder(tmp_path)
-    rows = [  # stage, epoch, loss, val Dice (types), val Dice (foreground), lr, seconds
-        (1, 1, 2.0, 0.30, 0.50, 0.01, 1.0), (1, 2, 1.9, 0.10, 0.70, 0.01, 1.0),  # stage 1 keeps foreground: 2
-        (2, 1, 2.0, 0.40, 0.40, 0.01, 1.0), (2, 2, 1.9, 0.10, 0.80, 0.01, 1.0),  # stage 2 keeps the mean: 2
-        (2, 3, 1.8, 0.50, 0.20, 0.01, 1.0),
+    rows = [  # stage, epoch, loss, val Dice (types), val Dice (foreground)
+        (1, 1, 2.0, 0.30, 0.50), (1, 2, 1.9, 0.10, 0.70),  # stage 1 keeps foreground: 2
+        (2, 1, 2.0, 0.40, 0.40), (2, 2, 1.9, 0.10, 0.80),  # stage 2 keeps the mean: 2
+        (2, 3, 1.8, 0.50, 0.20),
     ]
-    lines = [",".join(METRIC_COLUMNS)] + [",".join(str(v) for v in row) for row in rows]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    _write_metrics(folder, [dict(zip(("stage", "epoch", "train_loss", "val_dice", "val_dice_foreground"), row,
+                                     strict=True)) for row in rows])
     card = write_model_card(folder, read_config(folder)).read_text()
     assert "Stage 1: 2 epochs; best by the training's selection rule at epoch 2" in card
     assert "Stage 2: 3 epochs; best by the training's selection rule at epoch 2" in card
+
+
+def test_model_card_reports_the_cascade_validation_that_chose_the_weights(tmp_path):
+    from ichvol.models.card import write_model_card
+
+    folder = _folder(tmp_path)
+    _write_metrics(folder, [  # a fine-tuning: epoch 0 is the starting weights; the cascade ran at 0, 2 and 3
+        {"stage": 2, "epoch": 0, "val_dice": 0.5, "val_dice_foreground": 0.5, "val_cascade_dsc": 0.70,
+         "val_cascade_false_positive_ml": 2.0},
+        {"stage": 2, "epoch": 1, "train_loss": 1.0, "val_dice": 0.9, "val_dice_foreground": 0.9},
+        {"stage": 2, "epoch": 2, "train_loss": 0.9, "val_dice": 0.4, "val_dice_foreground": 0.4,
+         "val_cascade_dsc": 0.75, "val_cascade_false_positive_ml": 1.5},
+        {"stage": 2, "epoch": 3, "train_loss": 0.8, "val_dice": 0.6, "val_dice_foreground": 0.6,
+         "val_cascade_dsc": 0.72, "val_cascade_false_positive_ml": 0.5},
+    ])
+    card = write_model_card(folder, read_config(folder)).read_text()
+    assert ("Stage 2: 3 epochs; best by the training's selection rule at epoch 2: validation Dice 0.4 (foreground "
+            "0.4); the whole cascade on the validation cases, which chose it: DSC 0.75, 1.5 ml found in "
+            "hemorrhage-free cases.") in card
+
+
+def _write_metrics(folder, rows):
+    from ichvol.models.train import METRIC_COLUMNS
+
+    lines = [",".join(METRIC_COLUMNS)] + [",".join(str(row.get(c, "nan")) for c in METRIC_COLUMNS) for row in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
 
 
 def test_model_card_lists_the_evaluations_with_short_lists_inline(tmp_path):

@@ -147,3 +147,44 @@ def test_validation_on_the_training_folder_is_refused(dataset, tmp_path):
     result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "m"),
                                  "--val-data", str(dataset / "data"), "--device", "cpu"])
     assert isinstance(result.exception, InputError) and "--val-data" in str(result.exception)
+
+
+def test_cascade_validation_keeps_the_weights_with_the_best_cascade_dsc(dataset, tmp_path):
+    """Stage 2 fine-tuned with the cascade validated at the start, every 2 epochs and at the last: the kept
+    weights are those whose whole cascade scored best on the validation cases, as the folder reproduces."""
+    from model_phantoms import constant_network, write_untrained_model
+
+    from ichvol.models.folder import read_config, write_weights
+
+    start = write_untrained_model(tmp_path / "start", seed=5)
+    config = read_config(start)
+    write_weights(start, 1, constant_network(config.stage1, config, winner=1).state_dict())  # ROI: the whole head
+    validation = write_dataset(tmp_path / "val", n_cases=2)
+    write_config(tmp_path / "cv.json", training={"cascade_validation_every": 2, "iterations_per_epoch": 8})
+    out = tmp_path / "tuned"
+    result = _train(dataset, out, "--config", str(tmp_path / "cv.json"), "--stage", "2", "--epochs", "3",
+                    "--init-from", str(start), "--val-data", str(validation))
+    assert "cascade DSC" in result.output
+    rows = _rows(out)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    scored = {r["epoch"]: float(r["val_cascade_dsc"]) for r in rows if r["val_cascade_dsc"] != "nan"}
+    assert sorted(scored) == ["0", "2", "3"]
+    # `ichvol evaluate` of the output folder on the validation cases gives the best score: the kept weights.
+    result = runner.invoke(app, ["evaluate", "--testset", str(validation), "--out", str(tmp_path / "eval"),
+                                 "--model", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["dsc_mean"] == pytest.approx(max(scored.values()), abs=1e-5)
+    assert "the whole cascade on the validation cases, which chose it" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_resume_of_a_run_with_the_older_metrics_columns_keeps_its_rows(dataset, tmp_path):
+    out = tmp_path / "older"
+    _train(dataset, out, "--config", str(dataset / "tiny.json"), "--stage", "1", "--epochs", "1")
+    older = ["stage", "epoch", "train_loss", "val_dice", "val_dice_foreground", "learning_rate", "seconds"]
+    first = _rows(out)[0]
+    (out / "metrics.csv").write_text(",".join(older) + "\n" + ",".join(first[c] for c in older) + "\n")
+    _train(dataset, out, "--stage", "1", "--epochs", "2", "--resume")
+    rows = _rows(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["train_loss"] == first["train_loss"] and rows[0]["val_cascade_dsc"] == "nan"
