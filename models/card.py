@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 
 from .config import ModelConfig
 from .folder import TRAINING_FILE
-from .train import selection_score
+from .train import read_metrics, selection_score
 
 NOTES_FILE = "notes.md"  # the maintainer's notes on weaknesses, included verbatim
 EVALUATION_FILE = "evaluation.json"  # figures measured by `ichvol evaluate`, copied in by the maintainer
@@ -100,15 +99,14 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
 def _best_rows(path: Path) -> list[str]:
     if not path.is_file():
         return ["- no metrics recorded"]
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics(path)
     out = []
     for stage in sorted({r["stage"] for r in rows}):
         stage_rows = [r for r in rows if r["stage"] == stage]
         epochs = sum(r["epoch"] != "0" for r in stage_rows)  # epoch 0: a fine-tuning's starting weights
-        by_cascade = any(not math.isnan(_number(r.get("val_cascade_dsc"))) for r in stage_rows)
+        by_cascade = any(not math.isnan(float(r["val_cascade_dsc"])) for r in stage_rows)
         scored = [(score, r) for r in stage_rows
-                  if (score := selection_score(int(stage), _numbers(r), by_cascade)) is not None]
+                  if (score := selection_score(int(stage), r, by_cascade)) is not None]
         if not scored:
             out.append(f"- Stage {stage}: {epochs} epochs; none scored.")
             continue
@@ -117,21 +115,10 @@ def _best_rows(path: Path) -> list[str]:
                 f"{best['epoch']}: validation Dice {best['val_dice']} (foreground {best['val_dice_foreground']})")
         if by_cascade:
             line += f"; the whole cascade on the validation cases, which chose it: DSC {best['val_cascade_dsc']}"
-            if not math.isnan(_number(best["val_cascade_false_positive_ml"])):
+            if not math.isnan(float(best["val_cascade_false_positive_ml"])):
                 line += f", {best['val_cascade_false_positive_ml']} ml found in hemorrhage-free cases"
         out.append(line + ".")
     return out
-
-
-def _numbers(row: dict) -> dict:
-    return {key: _number(value) for key, value in row.items() if key != "stage"}
-
-
-def _number(text: str | None) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _compact(value) -> str:

@@ -252,7 +252,7 @@ def _dice(predicted: torch.Tensor, truth: torch.Tensor) -> float:
 
 def _append_metrics(path: Path, result: EpochResult) -> None:
     if path.is_file() and _header(path) != METRIC_COLUMNS:
-        _rewrite_metrics(path, _read_metrics(path))  # a run started before the columns changed
+        _rewrite_metrics(path, read_metrics(path))  # a run started before the columns changed
     new = not path.is_file()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
@@ -265,7 +265,7 @@ def truncate_metrics(path: Path, stage: int, after_epoch: int) -> None:
     """Drop rows of `stage` beyond `after_epoch` (written after the checkpoint a resume starts from)."""
     if not path.is_file():
         return
-    rows = _read_metrics(path)
+    rows = read_metrics(path)
     _rewrite_metrics(path, [r for r in rows if not (int(r["stage"]) == stage and int(r["epoch"]) > after_epoch)])
 
 
@@ -274,7 +274,8 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(handle), [])
 
 
-def _read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics CSV as strings, every column present ("nan" where an older file lacks it)."""
     with path.open(newline="") as handle:
         return [{column: row.get(column) or "nan" for column in METRIC_COLUMNS} for row in csv.DictReader(handle)]
 

@@ -8,7 +8,6 @@ chooses by the figure the model is judged on.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
@@ -21,8 +20,6 @@ from .config import ModelConfig
 from .data import Case
 from .evaluation.metrics import label_volume_ml, overlap_scores
 from .predictor import CascadePredictor
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
