@@ -29,18 +29,19 @@ class CascadeScore:
 
 
 class CascadeValidator:
-    """The validation cases, loaded once, and the network of the stage that is not being trained."""
+    """The validation cases and the network of the stage that is not being trained.
+
+    Each scoring reads the cases from disk again, one at a time: a full-resolution CT is about 50 MB, and a
+    validation set of hundreds would otherwise sit in memory for the whole run. Reading is cheap beside the
+    cascade's inference on the same case."""
 
     def __init__(self, config: ModelConfig, cases: list[Case], other_stage: int, other_network: torch.nn.Module):
         self.config = config
         self.other_stage = other_stage
         self.other_network = other_network.eval()
-        self.cases = [case.load_image() for case in cases]
-
-    @property
-    def holds_hemorrhage(self) -> bool:
-        """Whether any case can give a DSC (hemorrhage-free cases only give a false-positive volume)."""
-        return any(truth.any() for _, truth in self.cases)
+        self.cases = list(cases)
+        # Whether any case can give a DSC (hemorrhage-free cases only give a false-positive volume).
+        self.holds_hemorrhage = any(case.load_image()[1].any() for case in self.cases)
 
     def score(self, network: torch.nn.Module) -> CascadeScore:
         """The cascade with `network` as the trained stage; the network is back in its mode afterwards."""
@@ -50,7 +51,8 @@ class CascadeValidator:
         network.eval()
         dsc, false_ml = [], []
         try:
-            for image, truth in self.cases:
+            for case in self.cases:
+                image, truth = case.load_image()
                 try:
                     labels = predictor.predict(image).labels
                 except NotAHeadCTError:  # scored as finding nothing, as `ichvol evaluate` does
