@@ -399,43 +399,21 @@ def write_ct_series(out_dir: Path, slices: int = 4, size: int = 16, study_uid: s
     refuses as not a head). What else is inside the pixels does not matter there; tests of the segmentation
     use ichvol's synth."""
     import numpy as np
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from seg_sr_helpers import ct_series
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    study_uid = study_uid or generate_uid()
-    series_uid, frame_uid = generate_uid(), generate_uid()
-    rng = np.random.default_rng(0)
     hu = np.zeros((size, size))
     if skull:
         yy, xx = np.indices((size, size)) - (size - 1) / 2
         radius = np.hypot(yy, xx) / size
         hu[radius >= 0.40] = 1000.0
         hu[radius >= 0.46] = -1000.0
+    noisy = hu + np.random.default_rng(0).normal(0, 5, (slices, size, size))
+    datasets = ct_series(n_slices=slices, rows=size, columns=size, pixel_spacing=(1.0, 1.0),
+                         hu=np.rint(noisy).astype(np.int16), study_uid=study_uid)
     paths = []
-    for index in range(slices):
-        ds = pydicom.Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Peers^Test", patient_id, "", "O"
-        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName = "20260101", "120000", "", ""
-        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, index + 1
-        ds.Modality, ds.Manufacturer = modality, "peers"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ImagePositionPatient = [0.0, 0.0, 5.0 * index]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 5.0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-        ds.KVP, ds.AcquisitionNumber, ds.PatientPosition = 120, 1, "HFS"
-        ds.PositionReferenceIndicator, ds.BodyPartExamined = "", "HEAD"
-        ds.PixelData = (hu + 1024 + rng.normal(0, 5, (size, size))).astype("<i2").tobytes()
+    for index, ds in enumerate(datasets):
+        ds.Modality, ds.PatientID, ds.PatientName, ds.BodyPartExamined = modality, patient_id, "Peers^Test", "HEAD"
         path = out_dir / f"ct{index:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

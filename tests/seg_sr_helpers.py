@@ -25,17 +25,22 @@ def ct_series(
     gaps_mm: list[float] | None = None,
     tilt_degrees: float = 0.0,
     seed: int = 0,
+    hu: np.ndarray | None = None,
+    study_uid: str | None = None,
 ) -> list[Dataset]:
     """An axial CT series (one Dataset per slice, with pixel data), in slice order.
 
     `gaps_mm` are the distances between consecutive slices along the normal (default 5 mm each); a gantry
     tilt shifts each slice along the column direction (posterior) by its offset x tan(tilt), as scanners
-    write it: the orientation stays axial, the stack is sheared.
+    write it: the orientation stays axial, the stack is sheared. `hu`: the (slice, row, column) HU values
+    (default: seeded noise of soft-tissue density).
     """
     rng = np.random.default_rng(seed)
     gaps = np.asarray(gaps_mm if gaps_mm is not None else [5.0] * (n_slices - 1), dtype=float)
     offsets = np.concatenate([[0.0], np.cumsum(gaps)])
-    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    if hu is None:
+        hu = rng.integers(-20, 80, size=(n_slices, rows, columns), dtype=np.int16)
+    study_uid, series_uid, frame_uid = study_uid or generate_uid(), generate_uid(), generate_uid()
     now = datetime(2026, 1, 2, 3, 4, 5)
     shift = np.tan(np.radians(tilt_degrees))
     datasets = []
@@ -87,7 +92,7 @@ def ct_series(
         ds.PixelRepresentation = 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
         ds.WindowCenter, ds.WindowWidth = 40, 80
-        ds.PixelData = rng.integers(-20, 80, size=(rows, columns), dtype=np.int16).tobytes()
+        ds.PixelData = np.asarray(hu[index], dtype=np.int16).tobytes()
         datasets.append(ds)
     return datasets
 
