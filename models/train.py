@@ -151,11 +151,15 @@ class StageTrainer:
                 losses.append(self._step(batch))
                 if on_iteration:
                     on_iteration(epoch, iteration, float(np.mean(losses)))
-            dice, dice_fg = self.validate(val_items)
+            cascade_epoch = self.cascade_validator is not None and (
+                epoch % settings.cascade_validation_every == 0 or epoch == epochs)
+            # When the cascade chooses, the stage's own validation (most of a CPU epoch) only informs: it runs
+            # on the same epochs as the cascade's.
+            own = self.cascade_validator is None or cascade_epoch
+            dice, dice_fg = self.validate(val_items) if own else (math.nan, math.nan)
             result = EpochResult(self.stage, epoch, float(np.mean(losses)), dice, dice_fg,
                                  float(self.optimizer.param_groups[0]["lr"]), time.perf_counter() - started)
-            every = settings.cascade_validation_every
-            if self.cascade_validator is not None and (epoch % every == 0 or epoch == epochs):
+            if cascade_epoch:
                 result = self._with_cascade_score(result, started)
             self.epoch = epoch
             self._save(result)

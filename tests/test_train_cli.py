@@ -169,6 +169,8 @@ def test_cascade_validation_keeps_the_weights_with_the_best_cascade_dsc(dataset,
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
     scored = {r["epoch"]: float(r["val_cascade_dsc"]) for r in rows if r["val_cascade_dsc"] != "nan"}
     assert sorted(scored) == ["0", "2", "3"]
+    # The stage's own validation only informs here: it runs on the cascade's epochs alone.
+    assert [r["epoch"] for r in rows if r["val_dice"] != "nan"] == ["0", "2", "3"]
     # `ichvol evaluate` of the output folder on the validation cases gives the best score: the kept weights.
     result = runner.invoke(app, ["evaluate", "--testset", str(validation), "--out", str(tmp_path / "eval"),
                                  "--model", str(out), "--device", "cpu"])

@@ -62,13 +62,13 @@ def train(
             progress.update(task["id"], status=f"epoch {epoch} it {iteration} loss {loss:.4f}")
 
         def on_epoch(result) -> None:
-            progress.update(task["id"], completed=result.epoch,
-                            status=f"loss {result.train_loss:.4f} val Dice {result.val_dice:.4f}")
+            own = ("" if math.isnan(result.val_dice) else
+                   f", val Dice {result.val_dice:.4f} (foreground {result.val_dice_foreground:.4f})")
             cascade = ("" if math.isnan(result.val_cascade_dsc) else
                        f", cascade DSC {result.val_cascade_dsc:.4f}")
-            progress.console.log(f"stage {result.stage} epoch {result.epoch}: loss {result.train_loss:.4f}, "
-                                 f"val Dice {result.val_dice:.4f} (foreground {result.val_dice_foreground:.4f})"
-                                 f"{cascade}, {result.seconds:.0f} s")
+            progress.update(task["id"], completed=result.epoch, status=f"loss {result.train_loss:.4f}{own}")
+            progress.console.log(f"stage {result.stage} epoch {result.epoch}: loss {result.train_loss:.4f}"
+                                 f"{own}{cascade}, {result.seconds:.0f} s")
 
         trained = train_model(request, TrainCallbacks(on_stage, on_iteration, on_epoch))
     console.print(f"model {trained.name} {trained.version} written to {out}")
