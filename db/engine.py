@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +19,7 @@ from ..errors import ConfigError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_SECONDS = 60
 
 
 def make_engine(url: str) -> Engine:
@@ -30,16 +33,16 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # noqa: ANN001
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -47,6 +50,28 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL. The switch needs the file to itself and SQLite does not wait on the busy timeout
+    for it, so processes opening a new database together (`ichvol listen` and `ichvol work`) could fail with
+    "database is locked": retry within the busy budget. WAL persists in the file: later opens switch nothing."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+            if mode in ("wal", "memory"):  # an in-memory database has no WAL
+                return
+            reason = f"the journal mode stayed {mode}"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            reason = str(exc)
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"cannot switch the database to WAL: {reason}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def migrate(engine: Engine) -> None:
