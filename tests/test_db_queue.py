@@ -3,6 +3,8 @@ runs, routing, claiming under leases, retries, the outbox and the append-only au
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -74,7 +76,7 @@ def test_processes_opening_a_new_sqlite_database_together_all_succeed(tmp_path):
         start = threading.Barrier(12)
         errors: list[str] = []
 
-        def open_it(url: str = url, start: threading.Barrier = start) -> None:
+        def open_it(url: str = url, start: threading.Barrier = start, errors: list[str] = errors) -> None:
             start.wait()
             try:
                 open_database(url).kw["bind"].dispose()
@@ -89,6 +91,24 @@ def test_processes_opening_a_new_sqlite_database_together_all_succeed(tmp_path):
         assert errors == [], f"round {round_number}: {errors[0]}"
         with open_database(url).begin() as session:
             assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+OPEN_AT = """
+import sys, time
+from ichvol.db.engine import open_database
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+open_database(sys.argv[1])
+"""
+
+
+def test_services_starting_together_on_a_new_database_all_start(db_url):  # noqa: F811
+    """A listener and workers started at once on a new schema each run the migrations: on PostgreSQL all but
+    one failed on creating the same table (UniqueViolation) before the advisory lock."""
+    at = time.time() + 2.0  # the same instant for all, after their imports
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT, db_url, str(at)], stderr=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+    failures = [p.communicate(timeout=120)[1] for p in processes if p.wait(timeout=120) != 0]
+    assert failures == [], failures[0][-2000:]
 
 
 def test_study_is_queued_once_when_quiet_and_rerun_after_new_instances(sessions):
