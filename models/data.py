@@ -194,7 +194,7 @@ def stage2_items(case: Case, config: ModelConfig, rng: np.random.Generator) -> l
     items = []
     for box in boxes:
         image = resize(normalize(hu[box], config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
-        label = resize(torch.from_numpy(labels[box])[None], image.shape[1:], mode="nearest").to(torch.uint8)
+        label = resize(torch.from_numpy(labels[box])[None], image.shape[1:], mode="nearest-exact").to(torch.uint8)
         items.append({"image": image.half(), "label": label, "case": case.case_id})
     return items
 

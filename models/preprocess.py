@@ -52,7 +52,11 @@ def coarse_shape(shape_zyx: tuple[int, int, int], pixel_spacing: tuple[float, fl
 
 
 def resize(volume: torch.Tensor, shape: tuple[int, int, int], mode: str = "trilinear") -> torch.Tensor:
-    """Resize a (C, z, y, x) tensor. mode "trilinear" for images and probabilities, "nearest" for labels."""
+    """Resize a (C, z, y, x) tensor. mode "trilinear" for images and probabilities, "nearest-exact" for labels.
+
+    Both sample at pixel centres (trilinear with align_corners=False), so a label resized with the image stays
+    on it. (Torch's plain "nearest" samples at pixel corners: resized 2.2 times smaller, a label lands a
+    native pixel away from its image, and training on flipped copies of that smears the edges.)"""
     if tuple(volume.shape[1:]) == tuple(shape):
         return volume
     kwargs = {"align_corners": False} if mode == "trilinear" else {}
