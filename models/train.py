@@ -7,6 +7,7 @@ import csv
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +148,14 @@ class StageTrainer:
             started = time.perf_counter()
             losses = []
             self.network.train()
-            for iteration, batch in enumerate(loader, start=1):
-                losses.append(self._step(batch))
-                if on_iteration:
-                    on_iteration(epoch, iteration, float(np.mean(losses)))
+            with warnings.catch_warnings():
+                # Stage 2's hemorrhage-free ROIs (stage 1's false alarms) have no foreground to centre a crop on,
+                # by design; MONAI warned of it for every such crop, burying the progress bar.
+                warnings.filterwarnings("ignore", message="Num foregrounds 0", category=UserWarning)
+                for iteration, batch in enumerate(loader, start=1):
+                    losses.append(self._step(batch))
+                    if on_iteration:
+                        on_iteration(epoch, iteration, float(np.mean(losses)))
             cascade_epoch = self.cascade_validator is not None and (
                 epoch % settings.cascade_validation_every == 0 or epoch == epochs)
             # When the cascade chooses, the stage's own validation (most of a CPU epoch) only informs: it runs

@@ -1,12 +1,14 @@
-"""How training items are cut: what stage 2 learns must lie where the cascade will look for it."""
+"""How training items are cut and fed: what stage 2 learns must lie where the cascade will look for it."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import pytest
+import torch
 from model_phantoms import TINY_CONFIG, geometry, head
 from scipy import ndimage
 
@@ -14,6 +16,7 @@ from ichvol.image import CTImage
 from ichvol.models.config import ModelConfig
 from ichvol.models.data import Case, stage2_items
 from ichvol.models.preprocess import normalize
+from ichvol.models.train import StageTrainer
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,14 @@ def test_stage2_labels_stay_on_their_lesion_when_the_roi_is_resized(seed):
         offset = np.subtract(ndimage.center_of_mass(label), ndimage.center_of_mass(lesion))
         assert np.abs(offset[1:]).max() < 0.1, f"label off its lesion by {offset[1:]} pixels (y, x)"
         assert (label == lesion).mean() > 0.995
+
+
+def test_training_on_hemorrhage_free_rois_does_not_warn_for_each_crop(tmp_path):
+    config = ModelConfig.from_dict(TINY_CONFIG)
+    item = {"image": torch.zeros((2, 8, 40, 40), dtype=torch.float16), "label": torch.zeros((1, 8, 40, 40),
+            dtype=torch.uint8), "case": "negative"}
+    trainer = StageTrainer(config, 2, tmp_path, torch.device("cpu"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit([item], [item], epochs=1)
+    assert not [w for w in caught if "Num foregrounds 0" in str(w.message)]
