@@ -8,6 +8,7 @@ CPU model that ships).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -150,6 +151,12 @@ class TrainingSettings:
     cascade_validation_every: int = 0
 
 
+# The settings that say how a trained model is applied rather than what its networks are: changing them leaves
+# the weights valid, so `ichvol evaluate --set` may override them (the architecture, the input windows and the
+# training settings may not be).
+INFERENCE_STAGE_KEYS = ("patch_size", "in_plane_spacing_mm", "roi_max_spacing_mm")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -179,6 +186,27 @@ class ModelConfig:
         from dataclasses import replace
 
         return replace(self, training=replace(self.training, **changes))
+
+    def with_inference_settings(self, settings: Mapping[str, object]) -> ModelConfig:
+        """This config with inference settings replaced, each named "cascade.<key>" or
+        "stage1|stage2.<key>" (a key of INFERENCE_STAGE_KEYS), its value as JSON gives it. The result is
+        checked as a config file is; ConfigError names a key that is unknown or that the weights depend on."""
+        data = self.to_dict()
+        for name, value in settings.items():
+            section, _, key = name.partition(".")
+            if section == "cascade" and key:
+                known = {f.name: f.type for f in fields(CascadeSettings)}
+            elif section in ("stage1", "stage2") and key in INFERENCE_STAGE_KEYS:
+                known = {f.name: f.type for f in fields(StageConfig) if f.name in INFERENCE_STAGE_KEYS}
+            else:
+                raise ConfigError(f"{name}: not an inference setting; expected cascade.<key>, or stage1.<key> or "
+                                  f"stage2.<key> with <key> one of {', '.join(INFERENCE_STAGE_KEYS)} (the "
+                                  "architecture, input windows and training settings belong to the trained model)")
+            if key not in known:
+                raise ConfigError(f"{name}: unknown setting; {section} has {', '.join(sorted(known))}")
+            _check_kind(name, value, data[section][key], allows_none="None" in str(known[key]))
+            data[section][key] = value
+        return ModelConfig.from_dict(data, source="the overridden settings")
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> ModelConfig:
@@ -210,6 +238,22 @@ class ModelConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data, source=str(path))
+
+
+def _check_kind(name: str, value: object, current: object, allows_none: bool) -> None:
+    """A replacement value is of the kind of the value it replaces: a number, a flag, a list, or null where
+    the setting may be unset."""
+    if value is None:
+        if not allows_none:
+            raise ConfigError(f"{name}: may not be null")
+        return
+    kinds = (("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+             ("true or false", lambda v: isinstance(v, bool)),
+             ("a list", lambda v: isinstance(v, list | tuple)),
+             ("a string", lambda v: isinstance(v, str)))
+    for described, matches in kinds:
+        if current is not None and matches(current) and not matches(value):
+            raise ConfigError(f"{name}: expected {described}, got {value!r}")
 
 
 def _plain(kind, data: dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,10 @@ class CascadePredictor:
         networks = load_networks(Path(path), config, resolve_device(device))
         log.info("loaded model %s %s from %s", config.name, config.version, path)
         return cls(config, networks, Path(path))
+
+    def with_inference_settings(self, settings: Mapping[str, object]) -> CascadePredictor:
+        """The same networks applied with other inference settings (see ModelConfig.with_inference_settings)."""
+        return CascadePredictor(self.config.with_inference_settings(settings), self.networks, self.folder)
 
     @property
     def algorithm(self) -> AlgorithmInfo:

@@ -81,6 +81,43 @@ def test_evaluate_end_to_end(tiny_model, testset, tmp_path):
     assert true_total > 0  # the synthetic cases hold hemorrhage and it was measured
 
 
+def test_an_inference_setting_can_be_changed_for_one_evaluation_and_is_recorded(tiny_model, testset, tmp_path):
+    root, _ = testset
+    runs = {}
+    for name, settings in (("as-is", []), ("changed", ["--set", "cascade.min_roi_voxels=1000000000",
+                                                       "--set", "cascade.blend_mode=gaussian"])):
+        out = tmp_path / name
+        done = _ichvol("evaluate", "--testset", str(root), "--out", str(out), "--model", str(tiny_model),
+                       "--device", "cpu", *settings)
+        assert done.returncode == 0, done.stderr
+        lines = (out / "cases.csv").read_text().splitlines()[1:]
+        runs[name] = (json.loads((out / "summary.json").read_text()), [float(line.split(",")[8]) for line in lines])
+    summary, predicted = runs["as-is"]
+    assert summary["inference_settings_changed"] == {}
+    assert sum(predicted) > 0  # the seeded untrained model finds "hemorrhage" as it is
+    summary, predicted = runs["changed"]
+    # no stage-1 region is that large, so stage 2 never runs: nothing is found
+    assert summary["inference_settings_changed"] == {"cascade.min_roi_voxels": 1000000000,
+                                                     "cascade.blend_mode": "gaussian"}
+    assert predicted == [0.0, 0.0]
+    assert summary["algorithm"]["name"] == "ichvol-eval-tiny"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("stage2.filters=[4,8,8]", "stage2.filters: not an inference setting"),
+    ("cascade.stage2_min_probability", "expected KEY=VALUE"),
+    ("cascade.stage2_min_probability=high", "expected a number, got 'high'"),
+])
+def test_an_unusable_setting_is_refused_before_anything_is_written(tiny_model, testset, tmp_path, setting, message):
+    root, _ = testset
+    done = _ichvol("evaluate", "--testset", str(root), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+                   "--device", "cpu", "--set", setting)
+    assert done.returncode == 2
+    assert message in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_bad_testset_gives_clean_error(tiny_model, testset, tmp_path):
     root, _ = testset
     broken = tmp_path / "broken"

@@ -84,6 +84,42 @@ def test_invalid_config_is_refused_with_the_reason(tmp_path, change, message):
         ModelConfig.from_file(path)
 
 
+def test_inference_settings_are_replaced_and_checked_as_a_config_file_is():
+    config = load_config("small")
+    changed = config.with_inference_settings({
+        "cascade.stage2_min_probability": 0.5,
+        "cascade.component_median_hu": None,
+        "cascade.rim_growth_types": ["SDH"],
+        "stage1.in_plane_spacing_mm": 2.4,
+        "stage2.patch_size": [16, 128, 128],
+    })
+    assert changed.cascade.stage2_min_probability == 0.5
+    assert changed.cascade.component_median_hu is None
+    assert changed.cascade.rim_growth_labels == (4,)
+    assert changed.stage1.in_plane_spacing_mm == 2.4
+    assert changed.stage2.patch_size == (16, 128, 128)
+    assert (changed.stage1.filters, changed.stage2.strides) == (config.stage1.filters, config.stage2.strides)
+    assert changed.with_inference_settings({}) == changed
+    assert config == load_config("small")  # the original is untouched
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"stage2.filters": [4, 8, 8, 8, 8, 8]}, "not an inference setting"),  # the weights depend on it
+    ({"preprocessing.head_margin_mm": 3.0}, "not an inference setting"),
+    ({"training.seed": 1}, "not an inference setting"),
+    ({"cascade": 1}, "not an inference setting"),
+    ({"cascade.roi_margin": 3}, "cascade.roi_margin: unknown setting"),
+    ({"cascade.stage2_min_probability": "high"}, "expected a number"),
+    ({"cascade.stage1_type_prior": 1}, "expected true or false"),
+    ({"cascade.intracranial_gate": None}, "may not be null"),
+    ({"cascade.rim_growth_types": ["SDX"]}, "unknown hemorrhage type"),
+    ({"stage2.patch_size": [16, 100, 100]}, "not divisible"),
+])
+def test_unusable_inference_settings_are_refused_with_the_reason(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("small").with_inference_settings(settings)
+
+
 def test_unknown_config_name_is_a_config_error():
     with pytest.raises(ConfigError, match="neither a named config"):
         load_config("no-such-config")

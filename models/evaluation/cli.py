@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -38,13 +39,26 @@ def evaluate_command(
     out: Annotated[Path, typer.Option("--out", help="folder for summary.json, cases.csv, summary.md and plots")],
     model: Annotated[Path | None, typer.Option("--model", help="model folder (default: the shipped model)")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE, repeatable: evaluate the model with an inference setting changed, e.g. "
+            "cascade.stage2_min_probability=0.5, cascade.component_median_hu=null, stage1.in_plane_spacing_mm=2.4 "
+            "(VALUE as JSON; recorded in summary.json)",
+        ),
+    ] = None,
 ) -> None:
     """Segment every case of a labelled test set and compare volumes with the truth and with ABC/2."""
     console = Console()
+    overrides = parse_settings(settings or [])
     tests = load_testset(testset)  # checks every file before the model is loaded
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     predictor = _load_predictor(model, device)
+    if overrides:
+        predictor = predictor.with_inference_settings(overrides)
+        console.print("inference settings changed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()))
     console.print(f"{len(tests.cases)} cases, {'binary' if tests.binary else 'multi-class'} labels")
 
     results = []
@@ -62,6 +76,7 @@ def evaluate_command(
         "testset": str(testset.resolve()),
         "model": str(model.resolve()) if model else "default",
         "algorithm": asdict(algorithm) if algorithm is not None else None,
+        "inference_settings_changed": overrides,
     }
     write_report(
         out,
@@ -82,6 +97,22 @@ def evaluate_command(
         console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "
                       f"nothing:[/yellow] {', '.join(refused)}")
     console.print(f"wrote {out}/summary.json, cases.csv, summary.md and plots")
+
+
+def parse_settings(assignments: list[str]) -> dict[str, object]:
+    """["cascade.x=0.5", ...] -> {"cascade.x": 0.5}: each VALUE read as JSON, or as a plain string where it is
+    not JSON (cascade.blend_mode=gaussian)."""
+    settings: dict[str, object] = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. cascade.stage2_min_probability=0.5")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        settings[key.strip()] = value
+    return settings
 
 
 def register_evaluate(app: typer.Typer) -> None:
