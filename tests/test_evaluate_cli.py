@@ -101,6 +101,10 @@ def test_an_inference_setting_can_be_changed_for_one_evaluation_and_is_recorded(
                                                      "cascade.blend_mode": "gaussian"}
     assert predicted == [0.0, 0.0]
     assert summary["algorithm"]["name"] == "ichvol-eval-tiny"
+    heading = (tmp_path / "changed" / "summary.md").read_text().splitlines()[0]
+    assert heading.endswith('inference settings changed: cascade.min_roi_voxels=1000000000, '
+                            'cascade.blend_mode="gaussian"')
+    assert "changed" not in (tmp_path / "as-is" / "summary.md").read_text().splitlines()[0]
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -56,9 +56,11 @@ def evaluate_command(
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     predictor = _load_predictor(model, device)
+    title = f"Evaluation on {testset.name}"
     if overrides:
         predictor = predictor.with_inference_settings(overrides)
-        console.print("inference settings changed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()))
+        title += ", inference settings changed: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+        console.print(title)
     console.print(f"{len(tests.cases)} cases, {'binary' if tests.binary else 'multi-class'} labels")
 
     results = []
@@ -83,10 +85,10 @@ def evaluate_command(
         results,
         rows,
         summary_dict(results, binary=tests.binary, extra=extra),
-        title=f"Evaluation on {testset.name}",
+        title=title,
     )
 
-    table = Table(title=f"Evaluation on {testset.name} ({len(results)} cases)")
+    table = Table(title=f"{title} ({len(results)} cases)")
     for header in TABLE_HEADER:
         table.add_column(header, justify="left" if header == "group" else "right")
     for cells in table_rows(rows):
