@@ -204,7 +204,7 @@ class ModelConfig:
                                   "architecture, input windows and training settings belong to the trained model)")
             if key not in known:
                 raise ConfigError(f"{name}: unknown setting; {section} has {', '.join(sorted(known))}")
-            _check_kind(name, value, data[section][key], allows_none="None" in str(known[key]))
+            _check_kind(name, value, str(known[key]))
             data[section][key] = value
         return ModelConfig.from_dict(data, source="the overridden settings")
 
@@ -240,20 +240,23 @@ class ModelConfig:
         return cls.from_dict(data, source=str(path))
 
 
-def _check_kind(name: str, value: object, current: object, allows_none: bool) -> None:
-    """A replacement value is of the kind of the value it replaces: a number, a flag, a list, or null where
-    the setting may be unset."""
+def _check_kind(name: str, value: object, annotation: str) -> None:
+    """A replacement value is of the kind its field is declared as (`annotation`, as the dataclass writes it):
+    a list, a number, a flag or a string, or null where the field may be unset."""
     if value is None:
-        if not allows_none:
+        if "None" not in annotation:
             raise ConfigError(f"{name}: may not be null")
         return
-    kinds = (("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-             ("true or false", lambda v: isinstance(v, bool)),
-             ("a list", lambda v: isinstance(v, list | tuple)),
-             ("a string", lambda v: isinstance(v, str)))
-    for described, matches in kinds:
-        if current is not None and matches(current) and not matches(value):
-            raise ConfigError(f"{name}: expected {described}, got {value!r}")
+    kinds = (("tuple", "a list", lambda v: isinstance(v, list | tuple)),
+             ("float", "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+             ("int", "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+             ("bool", "true or false", lambda v: isinstance(v, bool)),
+             ("str", "a string", lambda v: isinstance(v, str)))
+    for declared, described, matches in kinds:
+        if annotation.startswith(declared):
+            if not matches(value):
+                raise ConfigError(f"{name}: expected {described}, got {value!r}")
+            return
 
 
 def _plain(kind, data: dict):

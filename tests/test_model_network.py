@@ -111,6 +111,9 @@ def test_inference_settings_are_replaced_and_checked_as_a_config_file_is():
     ({"cascade.roi_margin": 3}, "cascade.roi_margin: unknown setting"),
     ({"cascade.stage2_min_probability": "high"}, "expected a number"),
     ({"cascade.stage1_type_prior": 1}, "expected true or false"),
+    ({"stage1.roi_max_spacing_mm": "fine"}, "expected a number"),  # unset in the config: its declared kind
+    ({"cascade.component_median_hu": 100}, "expected a list"),
+    ({"cascade.blend_mode": 1}, "expected a string"),
     ({"cascade.intracranial_gate": None}, "may not be null"),
     ({"cascade.rim_growth_types": ["SDX"]}, "unknown hemorrhage type"),
     ({"stage2.patch_size": [16, 100, 100]}, "not divisible"),
