@@ -247,16 +247,13 @@ def _check_kind(name: str, value: object, annotation: str) -> None:
         if "None" not in annotation:
             raise ConfigError(f"{name}: may not be null")
         return
-    kinds = (("tuple", "a list", lambda v: isinstance(v, list | tuple)),
-             ("float", "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-             ("int", "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
-             ("bool", "true or false", lambda v: isinstance(v, bool)),
-             ("str", "a string", lambda v: isinstance(v, str)))
+    kinds = ((("tuple",), "a list", lambda v: isinstance(v, list | tuple)),
+             (("float", "int"), "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+             (("bool",), "true or false", lambda v: isinstance(v, bool)),
+             (("str",), "a string", lambda v: isinstance(v, str)))
     for declared, described, matches in kinds:
-        if annotation.startswith(declared):
-            if not matches(value):
-                raise ConfigError(f"{name}: expected {described}, got {value!r}")
-            return
+        if annotation.startswith(declared) and not matches(value):
+            raise ConfigError(f"{name}: expected {described}, got {value!r}")
 
 
 def _plain(kind, data: dict):
