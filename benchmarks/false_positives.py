@@ -18,6 +18,7 @@ from ichvol.errors import NotAHeadCTError
 from ichvol.labels import Hemorrhage
 from ichvol.measure import measure_labels
 from ichvol.models import default_model_path
+from ichvol.models.evaluation.cli import parse_settings
 from ichvol.models.predictor import CascadePredictor
 
 
@@ -27,10 +28,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="change an inference setting, as `ichvol evaluate --set` does (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     predictor = CascadePredictor.from_folder(args.model or default_model_path(), device=args.device)
+    overrides = parse_settings(args.settings)
+    if overrides:
+        predictor = predictor.with_inference_settings(overrides)
     rows = []
     for folder in args.series:
         image, _ = load_ct_image(folder)
@@ -54,7 +60,9 @@ def main() -> None:
             }
         )
 
-    table = Table(title=f"False positives ({predictor.algorithm.name} {predictor.algorithm.version}, {args.device})")
+    changed = "".join(f", {k}={json.dumps(v)}" for k, v in overrides.items())
+    table = Table(title=f"False positives ({predictor.algorithm.name} {predictor.algorithm.version}, {args.device}"
+                        f"{changed})")
     for column in ("series", "slices", "tilt", "predicted ml", "per type", "lesions", "s"):
         table.add_column(column, justify="left" if column in ("series", "per type") else "right")
     for row in rows:
@@ -78,6 +86,7 @@ def main() -> None:
                 {
                     "model": str(args.model or default_model_path()),
                     "device": args.device,
+                    "inference_settings_changed": overrides,
                     "types": [t.name for t in Hemorrhage],
                     "series": rows,
                 },

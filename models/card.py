@@ -42,6 +42,9 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
         f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
         "dropped; "
+        + (f"components against bone over which stage 1's hemorrhage probability averages under "
+           f"{config.cascade.min_stage1_support_near_bone} dropped; "
+           if config.cascade.min_stage1_support_near_bone > 0 else "")
         + (f"components under {config.cascade.min_component_ml} ml dropped" if config.cascade.min_component_ml > 0
            else "no minimum component volume")
         + (f"; the one-pixel in-plane rim around "

@@ -69,6 +69,15 @@ class Stage1Findings:
     def type_probabilities(self, box: Box) -> torch.Tensor:
         """Stage 1's hemorrhage-type probabilities (C - 1, z, y, x) over a full-resolution box, interpolated
         as `resize` would to the head crop (edge values beyond it) and renormalised over the types."""
+        types = self._sampled(self.probabilities[1:], box)
+        return types / types.sum(0, keepdim=True).clamp_min(1e-6)
+
+    def foreground_probability(self, box: Box) -> np.ndarray:
+        """Stage 1's hemorrhage probability (1 - p(bg)), (z, y, x), over a full-resolution box, interpolated as
+        `type_probabilities` is."""
+        return (1.0 - self._sampled(self.probabilities[:1], box)[0]).numpy()
+
+    def _sampled(self, channels: torch.Tensor, box: Box) -> torch.Tensor:
         axes = [
             (torch.arange(b.start - h.start, b.stop - h.start, dtype=torch.float32) + 0.5) * 2 / (h.stop - h.start)
             - 1
@@ -76,9 +85,8 @@ class Stage1Findings:
         ]
         zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
         grid = torch.stack((xx, yy, zz), dim=-1)[None]
-        types = F.grid_sample(self.probabilities[None, 1:].float(), grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)[0]
-        return types / types.sum(0, keepdim=True).clamp_min(1e-6)
+        return F.grid_sample(channels[None].float(), grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)[0]
 
 
 def stage1_findings(

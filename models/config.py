@@ -93,6 +93,12 @@ class CascadeSettings:
     # Post-processing: a predicted connected component whose median HU lies outside this range (acute blood is
     # about 50-90 HU) is dropped; it removes findings in bone partial volume. None: off (the paper has none).
     component_median_hu: tuple[float, float] | None = None
+    # Post-processing: a predicted connected component that lies against bone (within BONE_CONTACT_MM in-plane of
+    # calcified bone) and over which stage 1's hemorrhage probability (interpolated to the full grid) averages
+    # under this is dropped. Stage 2 sees only its ROI; stage 1 sees the whole head. What stage 2 alone calls blood
+    # against bone is mostly partial volume (the slice through the vertex, the inner table); away from bone it
+    # is kept, as small bleeds vanish at stage 1's coarse pixels. 0: off.
+    min_stage1_support_near_bone: float = 0.0
     # Post-processing: a predicted connected component smaller than this (ml) is dropped: specks of a few
     # voxels are noise, far below any volume a radiologist reports. 0: off.
     min_component_ml: float = 0.0

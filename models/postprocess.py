@@ -1,10 +1,13 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
 water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
 networks, and can be switched off in the model config (`cascade.intracranial_gate`,
-`cascade.component_median_hu`, `cascade.min_component_ml`, `cascade.rim_growth_hu`). The same cavity finder
-checks, before the networks run, that the image is a head at all (`cascade.require_cranial_cavity`)."""
+`cascade.component_median_hu`, `cascade.min_stage1_support_near_bone`, `cascade.min_component_ml`,
+`cascade.rim_growth_hu`). The same cavity finder checks, before the networks run, that the image is a head at all
+(`cascade.require_cranial_cavity`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -15,6 +18,7 @@ MIN_CAVITY_MM2 = 200.0  # smaller enclosed pockets (canals, mastoid cells) are n
 CAVITY_MEDIAN_HU = (-50.0, 90.0)  # brain, CSF and blood; air-filled sinuses and marrow fall outside
 MAX_JUDGED_PIXEL_MM = 3.0  # diagnostic head CT has pixels under 1 mm; toy grids of 4 mm lose the skull's ring
 RIM_MM = 1.0  # the cavity is grown by this much so collections against the inner table stay inside
+BONE_CONTACT_MM = 1.0  # a finding this close to bone (in-plane) lies in the reach of its partial volume
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -87,6 +91,32 @@ def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) ->
     if bad:
         labels[np.isin(components, bad)] = 0
     return len(bad)
+
+
+def drop_unsupported_components(
+    labels: np.ndarray, hu: np.ndarray, pixel_spacing: tuple[float, float],
+    support: Callable[[tuple[slice, ...]], np.ndarray], min_mean: float,
+) -> int:
+    """Clear (in place) connected hemorrhage components that touch bone (a voxel within `BONE_CONTACT_MM`
+    in-plane of one over `BONE_HU`) and over which the mean of `support` (a map over the component's bounding
+    box, same shape) stays under `min_mean`; returns how many were cleared."""
+    components, count = ndimage.label(labels > 0)
+    reach = max(1, int(round(BONE_CONTACT_MM / float(min(pixel_spacing)))))
+    cleared = 0
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        inside = components[box] == index
+        if support(box)[inside].mean() >= min_mean or not _touches_bone(hu, components, index, box, reach):
+            continue
+        labels[box][inside] = 0
+        cleared += 1
+    return cleared
+
+
+def _touches_bone(hu: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...], reach: int) -> bool:
+    grown = (box[0],) + tuple(slice(max(0, s.start - reach), min(n, s.stop + reach))
+                              for s, n in zip(box[1:], hu.shape[1:], strict=True))
+    near = ndimage.binary_dilation(components[grown] == index, _disk(reach)[None])
+    return bool((near & (hu[grown] > BONE_HU)).any())
 
 
 def drop_small_components(labels: np.ndarray, voxel_volumes_ml: np.ndarray, min_ml: float) -> int:

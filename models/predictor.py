@@ -23,6 +23,7 @@ from .postprocess import (
     CAVITY_MEDIAN_HU,
     drop_implausible_components,
     drop_small_components,
+    drop_unsupported_components,
     grow_rim,
     intracranial_mask,
     lacks_cranial_cavity,
@@ -106,6 +107,9 @@ class CascadePredictor:
             labels[~intracranial_mask(hu, geometry.pixel_spacing)] = 0
         if self.config.cascade.component_median_hu is not None:
             drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
+        if self.config.cascade.min_stage1_support_near_bone > 0 and labels.any():
+            drop_unsupported_components(labels, hu, geometry.pixel_spacing, findings.foreground_probability,
+                                        self.config.cascade.min_stage1_support_near_bone)
         if self.config.cascade.rim_growth_hu is not None:
             grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
         if self.config.cascade.min_component_ml > 0 and labels.any():

@@ -9,7 +9,12 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_input_shape
 from ichvol.models.config import ModelConfig, StageConfig
-from ichvol.models.postprocess import grow_rim, intracranial_mask, lacks_cranial_cavity
+from ichvol.models.postprocess import (
+    drop_unsupported_components,
+    grow_rim,
+    intracranial_mask,
+    lacks_cranial_cavity,
+)
 
 SPACING = (2.0, 2.0)
 
@@ -150,3 +155,43 @@ def test_rim_growth_types_must_be_hemorrhage_types():
     assert data.cascade.rim_growth_labels == (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
     with pytest.raises(ConfigError, match="unknown hemorrhage type 'BLOOD'"):
         ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"rim_growth_types": ["SDH", "blood"]}})
+
+
+def test_components_against_bone_that_stage1_does_not_support_on_average_are_dropped():
+    """Stage-1 support 0.9 over the left half, 0.1 over the right; bone along the top row. Against bone: one
+    component on the left, one on the right and one straddling both (mean 0.5). Away from bone, one on the
+    right: stage 2 alone is trusted there."""
+    support = np.full((2, 10, 20), 0.9, np.float32)
+    support[:, :, 10:] = 0.1
+    hu = np.full(support.shape, 40.0, np.float32)
+    hu[:, 0, :] = 1000.0
+    labels = np.zeros(support.shape, np.uint8)
+    labels[1, 1:3, 1:4] = Hemorrhage.IPH  # left, against bone
+    labels[1, 1:3, 14:17] = Hemorrhage.SDH  # right, against bone
+    labels[1, 6:8, 14:17] = Hemorrhage.IVH  # right, 4 mm from bone
+    labels[0, 1, 7:13] = Hemorrhage.EDH  # straddling, against bone
+    seen = []
+
+    def lookup(box):
+        seen.append(box)
+        return support[box]
+
+    def dropped(min_mean):
+        kept = labels.copy()
+        count = drop_unsupported_components(kept, hu, (1.0, 1.0), lookup, min_mean)
+        gone = {int(t) for t in np.unique(labels[(labels > 0) & (kept == 0)])}
+        assert count == len(gone) and np.array_equal(kept[kept > 0], labels[kept > 0])
+        return gone
+
+    assert dropped(0.45) == {Hemorrhage.SDH}
+    assert len(seen) == 4 and all(support[box].shape == labels[box].shape for box in seen)
+    assert dropped(0.55) == {Hemorrhage.SDH, Hemorrhage.EDH}
+    assert dropped(0.95) == {Hemorrhage.SDH, Hemorrhage.EDH, Hemorrhage.IPH}
+    far = labels.copy()
+    far[:, 0, :] = 0
+    hu[:, 0, :] = 40.0
+    hu[:, 9, :] = 1000.0  # bone now along the bottom row, two pixels below the IVH
+    assert drop_unsupported_components(far, hu, (1.0, 1.0), lookup, 0.45) == 0
+    assert drop_unsupported_components(far, hu, (0.5, 0.5), lookup, 0.45) == 1  # 1 mm is 2 pixels here
+    assert not (far == Hemorrhage.IVH).any()
+    assert drop_unsupported_components(np.zeros_like(labels), hu, (1.0, 1.0), lookup, 0.5) == 0

@@ -75,6 +75,50 @@ def test_stage1_type_probabilities_over_a_box_match_resizing_the_whole_head():
     assert torch.allclose(beyond[:, 0], full[:, 0, 0:2, 0:2], atol=1e-5)
 
 
+def test_stage1_foreground_probability_over_a_box_matches_resizing_the_whole_head():
+    torch.manual_seed(1)
+    probabilities = torch.softmax(torch.randn(6, 4, 7, 6), dim=0)
+    head = (slice(2, 10), slice(10, 38), slice(5, 29))
+    findings = Stage1Findings([], head, probabilities)
+    full = 1.0 - resize(probabilities[:1], (8, 28, 24))[0].numpy()
+    got = findings.foreground_probability((slice(3, 7), slice(14, 30), slice(9, 20)))
+    assert got.shape == (4, 16, 11)
+    np.testing.assert_allclose(got, full[1:5, 4:20, 4:15], atol=1e-5)
+
+
+class _BloodFinder(torch.nn.Module):
+    """Stage 1 that calls hemorrhage exactly where the input reads as blood (60-90 HU in the brain window, not
+    bone in the bone window): a stage 1 whose support of stage 2's findings is known."""
+
+    def __init__(self):
+        super().__init__()
+        self.device_anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)  # the cascade asks its device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blood = ((x[:, :1] > 0.7) & (x[:, 1:2] < 0.3)).float()
+        logits = torch.full((x.shape[0], 6, *x.shape[2:]), -10.0)
+        logits[:, :1] = 10.0 - 20.0 * blood
+        logits[:, 1:2] = 20.0 * blood - 10.0
+        return logits
+
+
+def test_the_cascade_drops_what_stage2_alone_finds_against_bone():
+    """Stage 1 finds the lesion; stage 2 calls its whole ROI (lesion and margin) SDH, so stage 1's mean
+    probability over that one component is low. Against the skull it is dropped at a high minimum support and
+    kept at a low one; in the middle of the brain, away from bone, it is kept."""
+    cases = {"against the skull": ((1, (5, 11, 32), (2, 3, 5)),), "central": ((1, (5, 32, 32), (2, 3, 4)),)}
+    predictor = constant_predictor(Hemorrhage.IPH, Hemorrhage.SDH)
+    predictor.networks[1] = _BloodFinder()
+    for where, lesions in cases.items():
+        image, truth = ct_image((10, 64, 64), lesions=lesions, calcification=False)
+        found = predictor.predict(image).labels > 0
+        assert found.sum() > 2 * truth.astype(bool).sum() and found[truth > 0].all(), where
+        for minimum in (0.05, 0.9):
+            kept = predictor.with_inference_settings({"cascade.min_stage1_support_near_bone": minimum})
+            expected = where == "central" or minimum == 0.05
+            assert kept.predict(image).labels.any() == expected, (where, minimum)
+
+
 def test_a_type_prior_changes_the_type_but_not_what_is_hemorrhage():
     probs = torch.zeros(6, 1, 1, 3)
     probs[:, 0, 0, 0] = torch.tensor([0.1, 0.5, 0.4, 0.0, 0.0, 0.0])  # stage 2: IPH, IVH close behind
