@@ -45,6 +45,10 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         + (f"components against bone over which stage 1's hemorrhage probability averages under "
            f"{config.cascade.min_stage1_support_near_bone} dropped; "
            if config.cascade.min_stage1_support_near_bone > 0 else "")
+        + (f"{'/'.join(config.cascade.film_types)} components against bone of which under "
+           f"{config.cascade.min_film_depth_fraction:.0%} lies {config.cascade.film_depth_mm} mm or more from bone "
+           "(a film along the skull's edge) dropped; "
+           if config.cascade.min_film_depth_fraction > 0 else "")
         + (f"components under {config.cascade.min_component_ml} ml dropped" if config.cascade.min_component_ml > 0
            else "no minimum component volume")
         + (f"; the one-pixel in-plane rim around "

@@ -99,6 +99,13 @@ class CascadeSettings:
     # against bone is mostly partial volume (the slice through the vertex, the inner table); away from bone it
     # is kept, as small bleeds vanish at stage 1's coarse pixels. 0: off.
     min_stage1_support_near_bone: float = 0.0
+    # Post-processing: a predicted component of one of `film_types` (its most common type) that lies against bone
+    # and of whose voxels fewer than this fraction lie `film_depth_mm` or more in-plane from bone is dropped. The
+    # blurred inner edge of the skull reads 60-110 HU for a millimetre or two; stage 2 calls it a film of subdural
+    # blood, which a real collection thick enough to matter is not. 0: off.
+    min_film_depth_fraction: float = 0.0
+    film_depth_mm: float = 2.0
+    film_types: tuple[str, ...] = ("SDH", "EDH")
     # Post-processing: a predicted connected component smaller than this (ml) is dropped: specks of a few
     # voxels are noise, far below any volume a radiologist reports. 0: off.
     min_component_ml: float = 0.0
@@ -129,6 +136,12 @@ class CascadeSettings:
 
     def __post_init__(self) -> None:
         self.rim_growth_labels  # noqa: B018 - parsing raises ValueError naming an unknown type
+        object.__setattr__(self, "film_types", tuple(self.film_types))  # a JSON list compares equal after a round trip
+        self.film_labels  # noqa: B018
+
+    @property
+    def film_labels(self) -> tuple[int, ...]:
+        return tuple(int(t) for t in Hemorrhage.parse_list(",".join(self.film_types)))
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:

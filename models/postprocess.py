@@ -1,9 +1,9 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
 water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
 networks, and can be switched off in the model config (`cascade.intracranial_gate`,
-`cascade.component_median_hu`, `cascade.min_stage1_support_near_bone`, `cascade.min_component_ml`,
-`cascade.rim_growth_hu`). The same cavity finder checks, before the networks run, that the image is a head at all
-(`cascade.require_cranial_cavity`)."""
+`cascade.component_median_hu`, `cascade.min_stage1_support_near_bone`, `cascade.min_film_depth_fraction`,
+`cascade.min_component_ml`, `cascade.rim_growth_hu`). The same cavity finder checks, before the networks run,
+that the image is a head at all (`cascade.require_cranial_cavity`)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,45 @@ def drop_unsupported_components(
         labels[box][inside] = 0
         cleared += 1
     return cleared
+
+
+def drop_thin_films(
+    labels: np.ndarray, hu: np.ndarray, pixel_spacing: tuple[float, float], types: tuple[int, ...],
+    depth_mm: float, min_fraction: float,
+) -> int:
+    """Clear (in place) connected hemorrhage components of one of `types` (the component's most common label)
+    that touch bone and of whose voxels fewer than `min_fraction` lie `depth_mm` or more in-plane from bone: films
+    that hug the skull; returns how many were cleared."""
+    components, count = ndimage.label(labels > 0)
+    if count == 0 or not types:
+        return 0
+    pixel_mm = float(min(pixel_spacing))
+    reach = max(1, int(round(BONE_CONTACT_MM / pixel_mm)))
+    cleared = 0
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        inside = components[box] == index
+        if int(np.bincount(labels[box][inside], minlength=max(types) + 1).argmax()) not in types:
+            continue
+        if not _touches_bone(hu, components, index, box, reach):
+            continue
+        deep = _bone_distance_mm(hu, box, pixel_mm, depth_mm)[inside] >= depth_mm
+        if deep.mean() < min_fraction:
+            labels[box][inside] = 0
+            cleared += 1
+    return cleared
+
+
+def _bone_distance_mm(hu: np.ndarray, box: tuple[slice, ...], pixel_mm: float, depth_mm: float) -> np.ndarray:
+    """In-plane distance (mm) to the nearest bone voxel, slice by slice, over `box`; bone up to `depth_mm`
+    beyond the box counts (distances past that are only known to be at least `depth_mm`)."""
+    pad = int(np.ceil(depth_mm / pixel_mm)) + 1
+    grown = (box[0],) + tuple(slice(max(0, s.start - pad), min(n, s.stop + pad))
+                              for s, n in zip(box[1:], hu.shape[1:], strict=True))
+    bone = hu[grown] > BONE_HU
+    distance = np.stack([ndimage.distance_transform_edt(~plane) if plane.any() else np.full(plane.shape, np.inf)
+                         for plane in bone]) * pixel_mm
+    return distance[(slice(None),) + tuple(slice(s.start - g.start, s.stop - g.start)
+                                           for s, g in zip(box[1:], grown[1:], strict=True))]
 
 
 def _touches_bone(hu: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...], reach: int) -> bool:

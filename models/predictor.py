@@ -23,6 +23,7 @@ from .postprocess import (
     CAVITY_MEDIAN_HU,
     drop_implausible_components,
     drop_small_components,
+    drop_thin_films,
     drop_unsupported_components,
     grow_rim,
     intracranial_mask,
@@ -110,6 +111,9 @@ class CascadePredictor:
         if self.config.cascade.min_stage1_support_near_bone > 0 and labels.any():
             drop_unsupported_components(labels, hu, geometry.pixel_spacing, findings.foreground_probability,
                                         self.config.cascade.min_stage1_support_near_bone)
+        if self.config.cascade.min_film_depth_fraction > 0 and labels.any():
+            drop_thin_films(labels, hu, geometry.pixel_spacing, self.config.cascade.film_labels,
+                            self.config.cascade.film_depth_mm, self.config.cascade.min_film_depth_fraction)
         if self.config.cascade.rim_growth_hu is not None:
             grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
         if self.config.cascade.min_component_ml > 0 and labels.any():

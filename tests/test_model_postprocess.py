@@ -10,6 +10,7 @@ from ichvol.labels import Hemorrhage
 from ichvol.models.cascade import roi_input_shape
 from ichvol.models.config import ModelConfig, StageConfig
 from ichvol.models.postprocess import (
+    drop_thin_films,
     drop_unsupported_components,
     grow_rim,
     intracranial_mask,
@@ -195,3 +196,35 @@ def test_components_against_bone_that_stage1_does_not_support_on_average_are_dro
     assert drop_unsupported_components(far, hu, (0.5, 0.5), lookup, 0.45) == 1  # 1 mm is 2 pixels here
     assert not (far == Hemorrhage.IVH).any()
     assert drop_unsupported_components(np.zeros_like(labels), hu, (1.0, 1.0), lookup, 0.5) == 0
+
+
+def test_thin_extra_axial_films_against_bone_are_dropped_and_thicker_collections_kept():
+    """Bone along the left edge (columns 0-1) at 0.5 mm pixels. SDH films 1.5 mm and 4 mm thick against it, an
+    IPH 1.5 mm thick against it, and a 1.5 mm SDH sheet away from bone; only the thin SDH against bone goes."""
+    hu = np.full((2, 40, 40), 40.0, np.float32)
+    hu[:, :, 0:2] = 1200.0
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[:, 1:9, 2:5] = Hemorrhage.SDH  # 3 pixels: 0.5-1.5 mm from bone
+    labels[:, 12:20, 2:10] = Hemorrhage.SDH  # 8 pixels: half of it 2 mm or more from bone
+    labels[:, 24:30, 2:5] = Hemorrhage.IPH
+    labels[:, 34:38, 20:23] = Hemorrhage.EDH  # 9 mm from bone
+    before = labels.copy()
+    assert drop_thin_films(labels, hu, (0.5, 0.5), (int(Hemorrhage.SDH), int(Hemorrhage.EDH)), 2.0, 0.15) == 1
+    assert not labels[:, 1:9].any()
+    assert np.array_equal(labels[:, 9:], before[:, 9:])
+    # Distances are in mm: at 1 mm pixels the first film reaches 2-3 mm from bone, and is kept.
+    again = before.copy()
+    assert drop_thin_films(again, hu, (1.0, 1.0), (int(Hemorrhage.SDH),), 2.0, 0.15) == 0
+    # A film is judged by its most common type: a mostly-IPH component with some SDH in it stays.
+    mixed = before.copy()
+    mixed[:, 24:26, 2:5] = Hemorrhage.SDH
+    assert drop_thin_films(mixed, hu, (0.5, 0.5), (int(Hemorrhage.SDH),), 2.0, 0.15) == 1
+    assert (mixed[:, 24:30] > 0).sum() == (before[:, 24:30] > 0).sum()
+    assert drop_thin_films(np.zeros_like(labels), hu, (0.5, 0.5), (int(Hemorrhage.SDH),), 2.0, 0.15) == 0
+
+
+def test_film_types_must_be_hemorrhage_types():
+    data = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"film_types": ["SDH"], "min_film_depth_fraction": 0.1}})
+    assert data.cascade.film_labels == (int(Hemorrhage.SDH),)
+    with pytest.raises(ConfigError, match="unknown hemorrhage type"):
+        ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"film_types": ["subdural"]}})

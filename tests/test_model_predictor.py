@@ -119,6 +119,24 @@ def test_the_cascade_drops_what_stage2_alone_finds_against_bone():
             assert kept.predict(image).labels.any() == expected, (where, minimum)
 
 
+def test_the_cascade_drops_subdural_films_that_hug_the_skull():
+    """Stage 1 finds the lesion; stage 2 calls its whole ROI one type. Judged by a depth that no part of the ROI
+    reaches (60 mm from bone), the SDH against the skull is a film and is dropped; judged by 1 mm it is kept; so
+    are an IPH there (not a film type) and an SDH in the middle of the brain (it does not touch bone)."""
+    film = {"cascade.min_film_depth_fraction": 0.5, "cascade.film_depth_mm": 60.0}
+    thick = {"cascade.min_film_depth_fraction": 0.5, "cascade.film_depth_mm": 1.0}
+    cases = {"against the skull": ((1, (5, 11, 32), (2, 3, 5)),), "central": ((1, (5, 32, 32), (2, 3, 4)),)}
+    for where, lesions in cases.items():
+        image, _ = ct_image((10, 64, 64), lesions=lesions, calcification=False)
+        for kind in (Hemorrhage.SDH, Hemorrhage.IPH):
+            predictor = constant_predictor(Hemorrhage.IPH, kind)
+            predictor.networks[1] = _BloodFinder()  # the ROI: the lesion and its margin
+            assert predictor.predict(image).labels.any(), (where, kind)
+            assert predictor.with_inference_settings(thick).predict(image).labels.any(), (where, kind)
+            dropped = where == "against the skull" and kind == Hemorrhage.SDH
+            assert predictor.with_inference_settings(film).predict(image).labels.any() != dropped, (where, kind)
+
+
 def test_a_type_prior_changes_the_type_but_not_what_is_hemorrhage():
     probs = torch.zeros(6, 1, 1, 3)
     probs[:, 0, 0, 0] = torch.tensor([0.1, 0.5, 0.4, 0.0, 0.0, 0.0])  # stage 2: IPH, IVH close behind
