@@ -141,9 +141,7 @@ def drop_thin_films(
 def _bone_distance_mm(hu: np.ndarray, box: tuple[slice, ...], pixel_mm: float, depth_mm: float) -> np.ndarray:
     """In-plane distance (mm) to the nearest bone voxel, slice by slice, over `box`; bone up to `depth_mm`
     beyond the box counts (distances past that are only known to be at least `depth_mm`)."""
-    pad = int(np.ceil(depth_mm / pixel_mm)) + 1
-    grown = (box[0],) + tuple(slice(max(0, s.start - pad), min(n, s.stop + pad))
-                              for s, n in zip(box[1:], hu.shape[1:], strict=True))
+    grown = _grown_in_plane(box, hu.shape, int(np.ceil(depth_mm / pixel_mm)) + 1)
     bone = hu[grown] > BONE_HU
     distance = np.stack([ndimage.distance_transform_edt(~plane) if plane.any() else np.full(plane.shape, np.inf)
                          for plane in bone]) * pixel_mm
@@ -151,9 +149,14 @@ def _bone_distance_mm(hu: np.ndarray, box: tuple[slice, ...], pixel_mm: float, d
                                            for s, g in zip(box[1:], grown[1:], strict=True))]
 
 
+def _grown_in_plane(box: tuple[slice, ...], shape: tuple[int, ...], pixels: int) -> tuple[slice, ...]:
+    """`box` grown by `pixels` in y and x, within `shape`; its slices kept."""
+    return (box[0],) + tuple(slice(max(0, s.start - pixels), min(n, s.stop + pixels))
+                             for s, n in zip(box[1:], shape[1:], strict=True))
+
+
 def _touches_bone(hu: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...], reach: int) -> bool:
-    grown = (box[0],) + tuple(slice(max(0, s.start - reach), min(n, s.stop + reach))
-                              for s, n in zip(box[1:], hu.shape[1:], strict=True))
+    grown = _grown_in_plane(box, hu.shape, reach)
     near = ndimage.binary_dilation(components[grown] == index, _disk(reach)[None])
     return bool((near & (hu[grown] > BONE_HU)).any())
 
