@@ -141,13 +141,16 @@ class CascadeSettings:
 
     @property
     def film_labels(self) -> tuple[int, ...]:
-        return tuple(int(t) for t in Hemorrhage.parse_list(",".join(self.film_types)))
+        return _type_labels(self.film_types)
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:
-        if self.rim_growth_types is None:
-            return None
-        return tuple(int(t) for t in Hemorrhage.parse_list(",".join(self.rim_growth_types)))
+        return None if self.rim_growth_types is None else _type_labels(self.rim_growth_types)
+
+
+def _type_labels(names: tuple[str, ...]) -> tuple[int, ...]:
+    """Hemorrhage type names ("SDH", ...) as label values; an unknown name raises ValueError."""
+    return tuple(int(t) for t in Hemorrhage.parse_list(",".join(names)))
 
 
 @dataclass(frozen=True)

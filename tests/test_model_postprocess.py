@@ -200,7 +200,7 @@ def test_components_against_bone_that_stage1_does_not_support_on_average_are_dro
 
 def test_thin_extra_axial_films_against_bone_are_dropped_and_thicker_collections_kept():
     """Bone along the left edge (columns 0-1) at 0.5 mm pixels. SDH films 1.5 mm and 4 mm thick against it, an
-    IPH 1.5 mm thick against it, and a 1.5 mm SDH sheet away from bone; only the thin SDH against bone goes."""
+    IPH 1.5 mm thick against it, and a 1.5 mm EDH sheet away from bone; only the thin SDH against bone goes."""
     hu = np.full((2, 40, 40), 40.0, np.float32)
     hu[:, :, 0:2] = 1200.0
     labels = np.zeros(hu.shape, np.uint8)
