@@ -225,6 +225,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (("--cases", "0"), "--cases"),
     (("--cases", "1", "--format", "jpeg"), "--format"),
     (("--cases", "1", "--lesion-masks", "/nonexistent/masks"), "--lesion-masks"),
+    (("--cases", "1", "--skull-halo-max", "5"), "--skull-halo-max"),
 ])
 def test_cli_rejects_bad_options(tmp_path, monkeypatch, capsys, args, message):
     from ichvol.cli import main
@@ -345,17 +346,22 @@ class _TissueMasks:
     all_ventricles: np.ndarray
 
 
-def test_scanner_blur_spreads_a_faint_halo_of_the_skull_into_the_brain():
+def _halo_profile(seeds, pixel_mm: float, halo_max: float = 1.0) -> np.ndarray:
+    """Mean HU by column across a straight inner table (bone left of column 40, brain of 35 HU right of it)."""
     from ichvol.synth.case import add_noise
 
-    pixel_mm = 0.5
     profiles = []
-    for seed in range(4):
+    for seed in seeds:
         hu = np.full((4, 64, 200), 35.0, dtype=np.float32)
-        hu[:, :, :40] = 1200.0  # bone to the left of column 40
-        blurred = add_noise(hu, np.random.default_rng(seed), pixel_mm)
+        hu[:, :, :40] = 1200.0
+        blurred = add_noise(hu, np.random.default_rng(seed), pixel_mm, halo_max)
         profiles.append(blurred[:, 8:56].mean(axis=(0, 1)))
-    profile = np.mean(profiles, axis=0)
+    return np.mean(profiles, axis=0)
+
+
+def test_scanner_blur_spreads_a_faint_halo_of_the_skull_into_the_brain():
+    pixel_mm = 0.5
+    profile = _halo_profile(range(4), pixel_mm)
 
     def at(mm: float) -> float:
         return float(profile[40 + int(round(mm / pixel_mm))])
@@ -366,3 +372,21 @@ def test_scanner_blur_spreads_a_faint_halo_of_the_skull_into_the_brain():
     assert at(2.0) - deep > 3.0
     assert at(1.0) > at(2.0) > at(4.0) > deep  # fading with distance
     assert at(4.0) - deep < 6.0
+
+
+def test_a_stronger_skull_halo_brightens_the_inner_table_band_and_the_default_keeps_every_seed():
+    from ichvol.synth.case import add_noise
+
+    hu = np.full((2, 32, 64), 35.0, dtype=np.float32)
+    hu[:, :, :20] = 1200.0
+    plain = add_noise(hu.copy(), np.random.default_rng(5), 0.5)
+    assert np.array_equal(plain, add_noise(hu.copy(), np.random.default_rng(5), 0.5, 1.0))
+
+    pixel_mm, seeds = 0.5, range(8)
+    modern, older = _halo_profile(seeds, pixel_mm), _halo_profile(seeds, pixel_mm, halo_max=3.0)
+    for mm in (1.0, 1.5, 2.0):
+        column = 40 + int(round(mm / pixel_mm))
+        assert older[column] - 35.0 > 1.4 * (modern[column] - 35.0)  # the band 1-2 mm in, as on older scanners
+    assert abs(older[40 + 80] - 35.0) < 1.5  # 40 mm in: still unchanged
+    with pytest.raises(InputError, match="skull_halo_max"):
+        SynthOptions(skull_halo_max=0.5)

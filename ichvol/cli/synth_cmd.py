@@ -35,6 +35,10 @@ def synth(
         "--slab-partial-volume/--no-slab-partial-volume",
         help="Average each slice over its thickness (bone partial volume at the vertex and skull base); "
              "3x slower.")] = False,
+    skull_halo_max: Annotated[float, typer.Option(
+        "--skull-halo-max",
+        help="Blur the inner table up to this many times more than a modern scanner does (drawn per case, "
+             "1-4; older scanners and thick slices): hard negatives for subdural films.")] = 1.0,
     workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel processes.")] = 1,
     slices: Annotated[int | None, typer.Option("--slices", hidden=True, help="Fixed slice count (tests).")] = None,
     size: Annotated[int | None, typer.Option("--size", hidden=True, help="Square matrix size (tests).")] = None,
@@ -54,11 +58,13 @@ def synth(
         raise InputError("--types names no hemorrhage type; give at least one of IPH,IVH,SAH,SDH,EDH")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    if not 1.0 <= skull_halo_max <= 4.0:
+        raise InputError(f"--skull-halo-max must lie between 1 and 4, got {skull_halo_max}")
     if lesion_masks is not None and not lesion_masks.is_dir():
         raise InputError(f"--lesion-masks: {lesion_masks} is not a folder")
     options = SynthOptions(types=chosen, p_no_hemorrhage=no_hemorrhage, allow_tilt=tilt,
                            non_target_series=extra_series, lesion_masks=lesion_masks, slices=slices, size=size,
-                           slab_partial_volume=slab)
+                           slab_partial_volume=slab, skull_halo_max=skull_halo_max)
     columns = (TextColumn("[bold]synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as progress:

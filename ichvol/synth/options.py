@@ -31,8 +31,12 @@ class SynthOptions:
     # Each slice averages the head over its nominal thickness (three sub-slices), as a real detector row does:
     # skull cut obliquely at the vertex and the skull base brightens the brain next to it. Three times slower.
     slab_partial_volume: bool = False
+    # Up to this multiple of a modern scanner's skull halo (see case.add_noise); 1.0 keeps every seed's case.
+    skull_halo_max: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 1.0 <= self.skull_halo_max <= 4.0:
+            raise InputError(f"skull_halo_max must lie in [1, 4], got {self.skull_halo_max}")
         if not 0.0 <= self.p_no_hemorrhage <= 1.0:
             raise InputError(f"p_no_hemorrhage must lie in [0, 1], got {self.p_no_hemorrhage}")
         if self.slices is not None and not 2 <= self.slices <= 400:
