@@ -83,6 +83,9 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         lines.append(f"- Fine-tuned: each stage started from the weights of {training['initialised_from']}.")
     if training.get("unchanged_from"):
         lines.append(f"- Not trained here, weights taken unchanged: {training['unchanged_from']}.")
+    for blend in training.get("blended", []):
+        lines.append(f"- Stage {blend['stage']} weights blended (`ichvol blend`, WiSE-FT): {blend['alpha']} x "
+                     f"{blend['fine_tuned']} + {1 - blend['alpha']:g} x {blend.get('base_model', blend['base'])}.")
     lines += [
         "",
         "## Validation during training (metrics.csv)",

@@ -140,3 +140,52 @@ def test_model_card_lists_the_evaluations_with_short_lists_inline(tmp_path):
         "dsc_mean": 0.81234, "shape_zyx": [28, 512, 512], "groups": [{"group": "SAH", "n_cases": 2}]}}))
     card = write_model_card(folder, read_config(folder)).read_text()
     assert "### real CT\n- dsc_mean: 0.8123\n- shape_zyx: [28, 512, 512]\n- groups: \n  - group SAH, n_cases 2" in card
+
+
+def _stage_weights(folder, stage: int) -> dict:
+    import torch
+
+    return torch.load(folder / f"stage{stage}.pt", map_location="cpu", weights_only=True)
+
+
+def test_blend_mixes_one_stage_of_two_folders_and_keeps_the_other_stage(tmp_path):
+    import torch
+
+    from ichvol.models.blend import blend_stage
+
+    torch.manual_seed(1)
+    tuned, base = _folder(tmp_path / "tuned"), _folder(tmp_path / "base")
+    out = blend_stage(tuned, base, 2, 0.7, tmp_path / "blended")
+    a, b, mixed = _stage_weights(tuned, 2), _stage_weights(base, 2), _stage_weights(out, 2)
+    floats = [k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k])]
+    assert floats  # two random initialisations differ
+    for key in floats:
+        assert torch.allclose(mixed[key], 0.7 * a[key] + 0.3 * b[key], atol=1e-6)
+    assert all(torch.equal(v, _stage_weights(tuned, 1)[k]) for k, v in _stage_weights(out, 1).items())
+    assert json.loads((out / "training.json").read_text())["blended"][0]["alpha"] == 0.7
+    CascadePredictor.from_folder(out, device="cpu")  # a whole, loadable model
+
+
+def test_blend_refuses_another_network_and_a_bad_alpha(tmp_path):
+    from ichvol.errors import InputError
+    from ichvol.models.blend import blend_stage
+
+    wider = json.loads(json.dumps(TINY_CONFIG))
+    wider["stage2"]["filters"] = [f * 2 for f in wider["stage2"]["filters"]]
+    tuned, other = _folder(tmp_path / "tuned"), _folder(tmp_path / "other", wider)
+    with pytest.raises(ModelError, match="do not match"):
+        blend_stage(tuned, other, 2, 0.5, tmp_path / "o1")
+    with pytest.raises(InputError, match="alpha"):
+        blend_stage(tuned, tuned, 2, 1.5, tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_blend_cli(tmp_path):
+    tuned, base = _folder(tmp_path / "tuned"), _folder(tmp_path / "base")
+    run = subprocess.run([sys.executable, "-m", "ichvol", "blend", str(tuned), str(base), "--out",
+                          str(tmp_path / "b"), "--alpha", "0.5"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "b" / "stage2.pt").is_file()
+    again = subprocess.run([sys.executable, "-m", "ichvol", "blend", str(tuned), str(base), "--out",
+                            str(tmp_path / "b")], capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr

@@ -116,9 +116,26 @@ def predict(
         console.print(f"wrote {path}")
 
 
+def blend(
+    fine_tuned: Annotated[Path, typer.Argument(help="model folder of the fine-tuning")],
+    base: Annotated[Path, typer.Argument(help="model folder it was fine-tuned from")],
+    out: Annotated[Path, typer.Option("--out", help="new model folder")],
+    alpha: Annotated[float, typer.Option("--alpha", help="weight of the fine-tuning, 0-1")] = 0.7,
+    stage: Annotated[int, typer.Option("--stage", help="the stage to blend, 1 or 2")] = 2,
+) -> None:
+    """Blend one stage's weights: alpha x fine-tuning + (1 - alpha) x base (WiSE-FT); the rest from FINE_TUNED."""
+    from ichvol.models.blend import blend_stage
+
+    if stage not in (1, 2):
+        raise InputError(f"--stage must be 1 or 2, got {stage}")
+    written = blend_stage(fine_tuned, base, stage, alpha, out)
+    console.print(f"wrote {written}: stage {stage} = {alpha:g} x {fine_tuned} + {1 - alpha:g} x {base}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("predict")(predict)
+    app.command("blend")(blend)
     try:
         from ichvol.models.evaluation.cli import register_evaluate
     except ImportError:  # the evaluation module is optional at this layer
