@@ -145,7 +145,9 @@ def test_model_card_lists_the_evaluations_with_short_lists_inline(tmp_path):
 def _stage_weights(folder, stage: int) -> dict:
     import torch
 
-    return torch.load(folder / f"stage{stage}.pt", map_location="cpu", weights_only=True)
+    from ichvol.models.folder import weights_file
+
+    return torch.load(folder / weights_file(stage), map_location="cpu", weights_only=True)
 
 
 def test_blend_mixes_one_stage_of_two_folders_and_keeps_the_other_stage(tmp_path):

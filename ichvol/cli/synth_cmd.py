@@ -58,8 +58,6 @@ def synth(
         raise InputError("--types names no hemorrhage type; give at least one of IPH,IVH,SAH,SDH,EDH")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
-    if not 1.0 <= skull_halo_max <= 4.0:
-        raise InputError(f"--skull-halo-max must lie between 1 and 4, got {skull_halo_max}")
     if lesion_masks is not None and not lesion_masks.is_dir():
         raise InputError(f"--lesion-masks: {lesion_masks} is not a folder")
     options = SynthOptions(types=chosen, p_no_hemorrhage=no_hemorrhage, allow_tilt=tilt,

@@ -36,7 +36,7 @@ class SynthOptions:
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.skull_halo_max <= 4.0:
-            raise InputError(f"skull_halo_max must lie in [1, 4], got {self.skull_halo_max}")
+            raise InputError(f"skull_halo_max (--skull-halo-max) must lie in [1, 4], got {self.skull_halo_max}")
         if not 0.0 <= self.p_no_hemorrhage <= 1.0:
             raise InputError(f"p_no_hemorrhage must lie in [0, 1], got {self.p_no_hemorrhage}")
         if self.slices is not None and not 2 <= self.slices <= 400:
