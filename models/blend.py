@@ -10,8 +10,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
 from ichvol.errors import InputError
 
 from .folder import TRAINING_FILE, read_config, read_weights, stage_network, write_weights
