@@ -53,7 +53,9 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
            else "no minimum component volume")
         + (f"; the one-pixel in-plane rim around "
            f"{', '.join(config.cascade.rim_growth_types) if config.cascade.rim_growth_types else 'the mask'} "
-           f"joins it where {list(config.cascade.rim_growth_hu)} HU." if config.cascade.rim_growth_hu else "."),
+           f"joins it where {list(config.cascade.rim_growth_hu)} HU" if config.cascade.rim_growth_hu else "")
+        + (f"; then every voxel of {config.cascade.max_voxel_hu:g} HU or more (bone) cleared."
+           if config.cascade.max_voxel_hu is not None else "."),
         f"- Input channels: HU windows {[(w.level, w.width) for w in config.preprocessing.windows]} "
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",

@@ -117,6 +117,10 @@ class CascadeSettings:
     # The types whose rim grows ("SDH", "EDH", ...); None: all. Extra-axial blood lies against bone, where the
     # partial-volume edge is widest.
     rim_growth_types: tuple[str, ...] | None = None
+    # Post-processing: a hemorrhage voxel this dense or denser (HU) is cleared: it reads as bone (the skull's
+    # blurred edge, the vertex cut by a thick slice, calcification), which blood never does. Applied last, so
+    # the rim growth stops there too. None: off.
+    max_voxel_hu: float | None = None
     # Post-processing: hemorrhage outside the cranial cavity (scalp, face, neck, bone) is cleared; the cavity
     # is found from the skull in each slice (models/postprocess.py).
     intracranial_gate: bool = True

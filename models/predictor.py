@@ -116,6 +116,8 @@ class CascadePredictor:
                             self.config.cascade.film_depth_mm, self.config.cascade.min_film_depth_fraction)
         if self.config.cascade.rim_growth_hu is not None:
             grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
+        if self.config.cascade.max_voxel_hu is not None:
+            labels[hu >= self.config.cascade.max_voxel_hu] = 0
         if self.config.cascade.min_component_ml > 0 and labels.any():
             drop_small_components(labels, geometry.voxel_volumes_ml(), self.config.cascade.min_component_ml)
         end = time.perf_counter()

@@ -209,3 +209,15 @@ def test_components_smaller_than_the_minimum_volume_are_dropped():
     assert drop_small_components(labels.copy(), voxel_ml, 0.048) == 0
     assert drop_small_components(labels, voxel_ml, 0.049) == 1 and not labels.any()
     assert drop_small_components(labels, voxel_ml, 0.0) == 0
+
+
+def test_the_cascade_clears_voxels_that_read_as_bone():
+    """Stage 2 calls its whole ROI SDH, the margin against the skull included: with `max_voxel_hu` no voxel of
+    bone density stays hemorrhage, and the lesion itself does."""
+    image, truth = ct_image((10, 64, 64), lesions=((1, (5, 11, 32), (2, 3, 5)),), calcification=False)
+    predictor = constant_predictor(Hemorrhage.IPH, Hemorrhage.SDH)
+    predictor.networks[1] = _BloodFinder()
+    hu = np.asarray(image.hu)
+    assert (hu[predictor.predict(image).labels > 0] >= 150).any()
+    capped = predictor.with_inference_settings({"cascade.max_voxel_hu": 150.0}).predict(image).labels > 0
+    assert not (hu[capped] >= 150).any() and capped[truth > 0].all()

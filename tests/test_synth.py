@@ -104,6 +104,19 @@ def test_blood_is_dense():
         assert 45 < np.median(case.hu[core]) < 95, kind
 
 
+def test_no_voxel_that_reads_as_bone_is_labelled_blood():
+    # The scanner blur spreads the inner table into the first voxels of a subdural or epidural collection;
+    # those read as bone (and the slab average of a slice that cuts the vertex as well), so they are not blood.
+    from ichvol.synth.case import SOLID_HU
+
+    for seed, options in ((8, only(Hemorrhage.SDH)), (13, only(Hemorrhage.EDH)),
+                          (8, only(Hemorrhage.SDH, slab_partial_volume=True))):
+        case = generate_case(seed, options)
+        assert case.labels.any()
+        assert case.hu[case.labels > 0].max() < SOLID_HU
+        assert case.truth["volumes_ml"] == pytest.approx(label_volumes_ml(case.labels, case.geometry), rel=1e-5)
+
+
 def test_lesions_lie_where_their_type_belongs():
     case, anatomy = simulate(8, only(Hemorrhage.SDH))
     sdh = case.labels == Hemorrhage.SDH

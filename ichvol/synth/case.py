@@ -195,6 +195,9 @@ def simulate(seed: int, options: SynthOptions | None = None) -> tuple[SynthCase,
     hu = add_noise(hu, rng, geometry.pixel_spacing[0], options.skull_halo_max)
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     hu_int[:, ~reconstruction_circle(geometry.shape)] = -1024
+    # The scanner's blur (and slab averaging) spreads the skull into the voxels next to it: one that now reads as
+    # solid is bone to a reader (white on a subdural window), so it is not labelled blood, as paint() intends.
+    labels[hu_int >= SOLID_HU] = 0
     extras = {
         "acquisition": {
             "tilt_degrees": acquisition.tilt_degrees,
