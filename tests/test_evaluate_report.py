@@ -4,6 +4,7 @@ import csv
 import json
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from ichvol.models.evaluation import CaseResult, summarize
@@ -103,6 +104,8 @@ def test_written_files(tmp_path, results):
     markdown = (out / "summary.md").read_text()
     assert "| IPH+IVH+mixed | 2 | 85.00 |" in markdown
     assert "| all cases | 4 |" in markdown
+    assert "Mean DSC 76.67% (95% bootstrap interval over cases" in markdown
+    assert "| 10-30 ml | 2 | 85.00 | 85.00 |" in markdown
     for name in PLOT_FILES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         pixels = mpimg.imread(out / name)
@@ -114,3 +117,38 @@ def test_single_case_plots(tmp_path):
     one = [_case("c1", "IPH", "IPH+IVH+mixed", 0.9, 10.0, 11.0, 16.0, 12.0)]
     write_report(tmp_path, one, summarize(one), summary_dict(one, binary=True), title="one")
     assert all((tmp_path / name).is_file() for name in PLOT_FILES)
+
+
+def test_intervals_and_volume_bins(results):
+    summary = summary_dict(results, binary=False)
+    low, high = summary["dsc_mean_ci95"]
+    # Over the three cases with hemorrhage (0.9, 0.8, 0.6): the interval holds the mean and stays within the
+    # smallest and largest case.
+    assert 0.6 <= low < summary["dsc_mean"] < high <= 0.9
+    assert summary["dsc_mean_ci95"] == summary_dict(results, binary=False)["dsc_mean_ci95"]  # seeded
+    low, high = summary["volume_mae_ml_model_ci95"]
+    assert 0.5 <= low <= summary["volume_mae_ml_model"] <= high <= 2.0  # |errors| 1, 2, 2, 0.5
+    bins = {b["range_ml"]: b for b in summary["dsc_by_true_volume"]}
+    assert list(bins) == ["< 2 ml", "2-10 ml", "10-30 ml", ">= 30 ml"]
+    assert bins["2-10 ml"]["n_cases"] == 1 and bins["2-10 ml"]["dsc_mean"] == pytest.approx(0.6)
+    assert bins["10-30 ml"]["n_cases"] == 2 and bins["10-30 ml"]["dsc_mean"] == pytest.approx(0.85)
+    assert bins["< 2 ml"]["n_cases"] == 0 and bins["< 2 ml"]["dsc_mean"] is None  # c4 holds no hemorrhage
+    assert sum(b["n_cases"] for b in bins.values()) == 3
+
+
+def test_one_case_has_no_interval():
+    one = [_case("c1", "IPH", "IPH+IVH+mixed", 0.9, 10.0, 11.0, 16.0, 12.0)]
+    summary = summary_dict(one, binary=True)
+    assert summary["dsc_mean_ci95"] is None and summary["volume_mae_ml_model_ci95"] is None
+
+
+def test_the_interval_narrows_with_more_cases():
+    rng = np.random.default_rng(1)
+
+    def width(n):
+        cases = [_case(f"c{i}", "IPH", "IPH+IVH+mixed", float(d), 10.0, 10.0, 10.0, 10.0)
+                 for i, d in enumerate(rng.uniform(0.5, 1.0, n))]
+        low, high = summary_dict(cases, binary=False)["dsc_mean_ci95"]
+        return high - low
+
+    assert width(400) < width(25) / 2

@@ -2,6 +2,7 @@
 
 Modules: `metrics` (overlap and volume on label maps), `testset` (the test-set layout and dataset.json),
 `run` (predict and score each case), `summary` (grouping and means in the paper's layout),
+`uncertainty` (bootstrap intervals over cases, Dice by true volume),
 `report` (summary.json, cases.csv, summary.md, plots), `cli` (the Typer command).
 """
 

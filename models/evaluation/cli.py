@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ichvol.errors import InputError
 
-from .report import TABLE_HEADER, table_rows, write_report
+from .report import TABLE_HEADER, table_rows, uncertainty_lines, write_report
 from .run import evaluate_testset
 from .summary import summarize, summary_dict
 from .testset import load_testset
@@ -80,13 +80,8 @@ def evaluate_command(
         "algorithm": asdict(algorithm) if algorithm is not None else None,
         "inference_settings_changed": overrides,
     }
-    write_report(
-        out,
-        results,
-        rows,
-        summary_dict(results, binary=tests.binary, extra=extra),
-        title=title,
-    )
+    summary = summary_dict(results, binary=tests.binary, extra=extra)
+    write_report(out, results, rows, summary, title=title)
 
     table = Table(title=f"{title} ({len(results)} cases)")
     for header in TABLE_HEADER:
@@ -94,6 +89,11 @@ def evaluate_command(
     for cells in table_rows(rows):
         table.add_row(*cells)
     console.print(table)
+    console.print(uncertainty_lines(summary)[0])
+    console.print("By true volume: " + "; ".join(
+        f"{b['range_ml']}: {b['n_cases']} cases, DSC "
+        + ("n/a" if b["dsc_mean"] is None else f"{100 * b['dsc_mean']:.1f}%")
+        for b in summary["dsc_by_true_volume"]))
     refused = [r.name for r in results if r.refused]
     if refused:
         console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "

@@ -94,7 +94,23 @@ def table_rows(rows: Sequence[GroupSummary]) -> list[tuple[str, ...]]:
     ]
 
 
-def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], *, title: str) -> None:
+def uncertainty_lines(summary: dict) -> list[str]:
+    """The bootstrap interval of the mean Dice and the mean Dice by true volume, as Markdown lines (also
+    printed by the CLI)."""
+    interval = summary.get("dsc_mean_ci95")
+    n_bleeding = sum(b["n_cases"] for b in summary.get("dsc_by_true_volume", []))
+    if summary.get("dsc_mean") is None:
+        return ["No case holds hemorrhage: no Dice to report."]
+    spread = (f" (95% bootstrap interval over cases {_fmt(interval[0], scale=100)}-{_fmt(interval[1], scale=100)}%)"
+              if interval else "")
+    lines = [f"Mean DSC {_fmt(summary['dsc_mean'], scale=100)}%{spread}, over {n_bleeding} cases with hemorrhage.",
+             "", "| true volume | cases | DSC % | recall % |", "| --- | --- | --- | --- |"]
+    lines += [f"| {b['range_ml']} | {b['n_cases']} | {_fmt(b['dsc_mean'], scale=100)} | "
+              f"{_fmt(b['recall_mean'], scale=100)} |" for b in summary["dsc_by_true_volume"]]
+    return lines
+
+
+def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], summary: dict, *, title: str) -> None:
     lines = [
         f"# {title}",
         "",
@@ -105,6 +121,8 @@ def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], *, title: s
         "Overlap means are over cases whose truth holds hemorrhage; volume MAE over all cases of the group.",
         "ABC/2 is computed from the ground-truth mask (plain C and Kothari's weighted C); improvement is",
         "(ABC/2 MAE - model MAE) / ABC/2 MAE.",
+        "",
+        *uncertainty_lines(summary),
         "",
     ]
     path.write_text("\n".join(lines))
@@ -173,5 +191,5 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     write_summary_json(folder / "summary.json", summary)
     write_cases_csv(folder / "cases.csv", results)
-    write_summary_markdown(folder / "summary.md", rows, title=title)
+    write_summary_markdown(folder / "summary.md", rows, summary, title=title)
     write_plots(folder, results)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .run import GROUP_NONE, GROUP_ORDER, CaseResult
+from .uncertainty import LEVEL, RESAMPLES, SEED, dsc_by_true_volume, summary_intervals
 
 ALL_CASES = "all cases"
 
@@ -111,6 +112,9 @@ def summary_dict(results: Sequence[CaseResult], *, binary: bool, extra: dict | N
         "dsc_per_type_mean_cases_with_type": {name: float(np.mean(v)) for name, v in per_type_own.items()},
         "false_positive_ml_mean_hemorrhage_free": _mean([r.predicted_volume_ml for r in hemorrhage_free]),
         "n_cases_refused": sum(1 for r in results if r.refused),
+        **summary_intervals(results),
+        "bootstrap": {"method": "percentile, over cases", "level": LEVEL, "resamples": RESAMPLES, "seed": SEED},
+        "dsc_by_true_volume": [b.to_dict() for b in dsc_by_true_volume(results)],
         "groups": [row.to_dict() for row in rows],
         **(extra or {}),
     }
