@@ -61,9 +61,7 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         "apart from blood.",
         f"- Sliding window, overlap {config.cascade.sliding_window_overlap}, blend '{config.cascade.blend_mode}' "
         f"(averaged); mirror TTA {'on' if config.cascade.mirror_tta else 'off'}.",
-        "- Hemorrhage type of a voxel: "
-        + ("the type both stages agree on most (stage 2's type probabilities times stage 1's, which sees the "
-           "whole head)." if config.cascade.stage1_type_prior else "stage 2's most probable type."),
+        "- Hemorrhage type of a voxel: " + _typing(config),
         "",
         "## Training data",
         f"- Source: {data.get('source', 'unknown')}",
@@ -147,3 +145,18 @@ def _compact(value) -> str:
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _typing(config: ModelConfig) -> str:
+    cascade = config.cascade
+    if not cascade.stage1_type_prior:
+        text = "stage 2's most probable type"
+    elif cascade.stage1_type_prior_types is None:
+        text = ("the type both stages agree on most (stage 2's type probabilities times stage 1's, which sees the "
+                "whole head)")
+    else:
+        text = (f"stage 2's most probable type; between {' and '.join(cascade.stage1_type_prior_types)} the one both "
+                "stages agree on most (stage 1 sees the whole collection)")
+    if cascade.retype_detached_extra_axial:
+        text += "; a subdural or epidural region that touches no bone takes the type around it"
+    return text + "."

@@ -148,14 +148,29 @@ def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spac
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     probs = stage_probabilities(network, image, config.stage2, config.cascade)
-    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability, type_prior)
+    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability, type_prior,
+                             config.cascade.stage1_type_prior_labels)
 
 
-def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float,
-                      type_prior: torch.Tensor | None = None) -> np.ndarray:
+def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float, type_prior: torch.Tensor | None = None,
+                      prior_labels: tuple[int, ...] | None = None) -> np.ndarray:
     """(C, z, y, x) probabilities -> uint8 labels: hemorrhage where 1 - p(bg) >= min_probability, of the most
-    probable hemorrhage type (times `type_prior`, (C - 1, z, y, x), when given)."""
-    types = probabilities[1:] if type_prior is None else probabilities[1:] * type_prior
+    probable hemorrhage type (weighed by `type_prior`, (C - 1, z, y, x), when given: see `weigh_types`)."""
+    types = probabilities[1:] if type_prior is None else weigh_types(probabilities[1:], type_prior, prior_labels)
     kind = types.argmax(0) + 1
     found = (1.0 - probabilities[0]) >= min_probability
     return torch.where(found, kind, torch.zeros_like(kind)).numpy().astype(np.uint8)
+
+
+def weigh_types(types: torch.Tensor, prior: torch.Tensor, among: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Type probabilities (C - 1, ...) times a prior's. With `among` (label values), only the split between those
+    types is weighed: their summed probability stays the unweighed one, so the prior cannot move a voxel into or
+    out of them."""
+    if among is None:
+        return types * prior
+    index = [label - 1 for label in among]
+    part = types[index] * prior[index]
+    part = part / part.sum(0, keepdim=True).clamp_min(1e-12) * types[index].sum(0, keepdim=True)
+    weighed = types.clone()
+    weighed[index] = part
+    return weighed

@@ -117,6 +117,10 @@ class CascadeSettings:
     # The types whose rim grows ("SDH", "EDH", ...); None: all. Extra-axial blood lies against bone, where the
     # partial-volume edge is widest.
     rim_growth_types: tuple[str, ...] | None = None
+    # Post-processing: a region typed subdural or epidural that touches no bone takes the most common other type
+    # that borders it (models/postprocess.py): extra-axial blood lies against the inner table, and such voxels
+    # inside a parenchymal bleed are a typing error of the networks. The total is unchanged.
+    retype_detached_extra_axial: bool = False
     # Post-processing: a hemorrhage voxel this dense or denser (HU) is cleared: it reads as bone (the skull's
     # blurred edge, the vertex cut by a thick slice, calcification), which blood never does. Applied last, so
     # the rim growth stops there too. None: off.
@@ -136,16 +140,27 @@ class CascadeSettings:
     # on most (product of their type probabilities). Stage 1 sees the whole head, where a bleed lies (against
     # the skull, in a ventricle, in the parenchyma); stage 2 sees only its ROI.
     stage1_type_prior: bool = False
+    # The types whose split the prior weighs (None: all). ["SDH", "EDH"]: crescent or lens is a matter of the whole
+    # collection, which stage 1 sees; whether blood is parenchymal, ventricular or subarachnoid, stage 2's finer
+    # pixels tell better, and stage 1's coarse types would overrule it.
+    stage1_type_prior_types: tuple[str, ...] | None = None
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
 
     def __post_init__(self) -> None:
         self.rim_growth_labels  # noqa: B018 - parsing raises ValueError naming an unknown type
         object.__setattr__(self, "film_types", tuple(self.film_types))  # a JSON list compares equal after a round trip
         self.film_labels  # noqa: B018
+        if self.stage1_type_prior_types is not None:
+            object.__setattr__(self, "stage1_type_prior_types", tuple(self.stage1_type_prior_types))
+            self.stage1_type_prior_labels  # noqa: B018
 
     @property
     def film_labels(self) -> tuple[int, ...]:
         return _type_labels(self.film_types)
+
+    @property
+    def stage1_type_prior_labels(self) -> tuple[int, ...] | None:
+        return None if self.stage1_type_prior_types is None else _type_labels(self.stage1_type_prior_types)
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:

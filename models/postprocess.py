@@ -1,9 +1,10 @@
 """Anatomical post-processing of the cascade's labels: hemorrhage lies inside the skull and is denser than
-water, and a speck of a few voxels is not a finding. The rules are plain image analysis, applied after the
-networks, and can be switched off in the model config (`cascade.intracranial_gate`,
-`cascade.component_median_hu`, `cascade.min_stage1_support_near_bone`, `cascade.min_film_depth_fraction`,
-`cascade.min_component_ml`, `cascade.rim_growth_hu`). The same cavity finder checks, before the networks run,
-that the image is a head at all (`cascade.require_cranial_cavity`)."""
+water, a speck of a few voxels is not a finding, and subdural or epidural blood lies against bone. The rules are
+plain image analysis, applied after the networks, and can be switched off in the model config
+(`cascade.intracranial_gate`, `cascade.component_median_hu`, `cascade.min_stage1_support_near_bone`,
+`cascade.min_film_depth_fraction`, `cascade.min_component_ml`, `cascade.rim_growth_hu`,
+`cascade.retype_detached_extra_axial`). The same cavity finder checks, before the networks run, that the image is
+a head at all (`cascade.require_cranial_cavity`)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,30 @@ def drop_small_components(labels: np.ndarray, voxel_volumes_ml: np.ndarray, min_
     if small.size:
         labels[np.isin(components, small)] = 0
     return int(small.size)
+
+
+def retype_detached_extra_axial(labels: np.ndarray, hu: np.ndarray, pixel_spacing: tuple[float, float],
+                                types: tuple[int, ...]) -> int:
+    """Give (in place) each connected region of `types` (subdural, epidural) that does not touch bone the most
+    common other hemorrhage type around it, when one borders it: blood that lies against no bone, inside a
+    parenchymal or ventricular bleed, is not extra-axial. A region bordered by no other type (along the falx,
+    for example) keeps its type. Returns how many regions were retyped."""
+    regions, count = ndimage.label(np.isin(labels, types))
+    if count == 0:
+        return 0
+    reach = max(1, int(round(BONE_CONTACT_MM / float(min(pixel_spacing)))))
+    retyped = 0
+    for index, box in enumerate(ndimage.find_objects(regions), start=1):
+        if _touches_bone(hu, regions, index, box, reach):
+            continue
+        grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, labels.shape, strict=True))
+        inside = regions[grown] == index
+        border = labels[grown][ndimage.binary_dilation(inside) & ~inside]
+        border = border[(border > 0) & ~np.isin(border, types)]
+        if border.size:
+            labels[grown][inside] = np.bincount(border).argmax()
+            retyped += 1
+    return retyped
 
 
 _IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)

@@ -28,11 +28,13 @@ from .postprocess import (
     grow_rim,
     intracranial_mask,
     lacks_cranial_cavity,
+    retype_detached_extra_axial,
 )
 from .preprocess import head_box, normalize, slice_spacing_or_default
 
 log = logging.getLogger(__name__)
 
+EXTRA_AXIAL = (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
 RoiBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (z0, z1), (y0, y1), (x0, x1), stop excl.
 
 
@@ -114,6 +116,8 @@ class CascadePredictor:
         if self.config.cascade.min_film_depth_fraction > 0 and labels.any():
             drop_thin_films(labels, hu, geometry.pixel_spacing, self.config.cascade.film_labels,
                             self.config.cascade.film_depth_mm, self.config.cascade.min_film_depth_fraction)
+        if self.config.cascade.retype_detached_extra_axial and labels.any():
+            retype_detached_extra_axial(labels, hu, geometry.pixel_spacing, EXTRA_AXIAL)
         if self.config.cascade.rim_growth_hu is not None:
             grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
         if self.config.cascade.max_voxel_hu is not None:

@@ -6,6 +6,7 @@ import pytest
 from ichvol.geometry import VolumeGeometry
 from ichvol.labels import Hemorrhage
 from ichvol.models.evaluation import label_volume_ml, overlap_scores, per_type_dsc
+from ichvol.models.evaluation.metrics import type_agreement
 
 
 def _geometry(shape, spacing=(0.5, 0.5), step=(0.0, 0.0, 5.0)):
@@ -66,6 +67,13 @@ def test_per_type_dsc():
     assert scores[Hemorrhage.IPH] == pytest.approx(2 / 3)
     assert scores[Hemorrhage.IVH] == 1.0
     assert scores[Hemorrhage.SAH] == 0.0  # predicted but absent from the truth
+
+
+def test_type_agreement_counts_only_voxels_both_call_hemorrhage():
+    truth = np.array([[[1, 1, 2, 2, 0, 4]]])
+    pred = np.array([[[1, 0, 2, 3, 3, 0]]])
+    assert type_agreement(truth, pred) == pytest.approx(2 / 3)  # voxels 0, 2, 3 are found; 3 has the wrong type
+    assert type_agreement(truth, np.where(truth > 0, 0, 5)) is None  # nothing found where the truth has blood
 
 
 def test_volume_untilted():

@@ -88,6 +88,7 @@ def test_summary_dict_keys(results):
     # The same per type, over the cases whose truth holds it: the hemorrhage-free c4 no longer counts.
     assert summary["dsc_per_type_mean_cases_with_type"] == pytest.approx({"IPH": 0.875, "IVH": 0.7, "SAH": 0.6})
     assert [g["group"] for g in summary["groups"]][-1] == ALL_CASES
+    assert summary["type_agreement_mean"] is None  # the hand-made cases carry none
 
 
 def test_written_files(tmp_path, results):

@@ -41,6 +41,7 @@ def test_multiclass_case(pair):
     assert result.recall == pytest.approx(n_pred / n_truth)
     assert result.dsc_per_type["IVH"] == 0.0 and result.dsc_per_type["SAH"] == 0.0
     assert result.dsc_per_type["IPH"] == pytest.approx(2 * 1440 / 3040)
+    assert result.type_agreement == pytest.approx(1440 / n_pred)  # the 72 SAH voxels lie on IVH
     assert result.type == "IPH+IVH" and result.group == "IPH+IVH+mixed"
     expected = measure_labels(truth, geometry)
     assert result.abc2_truth_ml == pytest.approx(expected.total_abc2_ml)
@@ -57,7 +58,7 @@ def test_binary_case_merges_and_has_no_type(pair):
     geometry = _tilted(truth.shape)
     result = score_case("c", (truth > 0).astype(np.uint8), prediction, geometry, binary=True)
     assert result.type == "unknown" and result.group == "type unknown"
-    assert result.dsc_per_type == {}
+    assert result.dsc_per_type == {} and result.type_agreement is None
     # Merged before measuring: the IPH and IVH parts are measured as one kind of blood.
     merged = measure_labels((truth > 0).astype(np.uint8), geometry)
     assert result.abc2_truth_ml == pytest.approx(merged.total_abc2_ml)

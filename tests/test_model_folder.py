@@ -191,3 +191,18 @@ def test_blend_cli(tmp_path):
     again = subprocess.run([sys.executable, "-m", "ichvol", "blend", str(tuned), str(base), "--out",
                             str(tmp_path / "b")], capture_output=True, text=True)
     assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("cascade, expected", [
+    ({"stage1_type_prior": False}, "Hemorrhage type of a voxel: stage 2's most probable type."),
+    ({"stage1_type_prior": True}, "Hemorrhage type of a voxel: the type both stages agree on most"),
+    ({"stage1_type_prior": True, "stage1_type_prior_types": ["SDH", "EDH"], "retype_detached_extra_axial": True},
+     "between SDH and EDH the one both stages agree on most (stage 1 sees the whole collection); a subdural or "
+     "epidural region that touches no bone takes the type around it."),
+])
+def test_model_card_says_how_a_voxel_is_typed(tmp_path, cascade, expected):
+    from ichvol.models.card import write_model_card
+
+    config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], **cascade}})
+    write_config(tmp_path, config)
+    assert expected in write_model_card(tmp_path, config).read_text()

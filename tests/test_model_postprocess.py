@@ -15,6 +15,7 @@ from ichvol.models.postprocess import (
     grow_rim,
     intracranial_mask,
     lacks_cranial_cavity,
+    retype_detached_extra_axial,
 )
 
 SPACING = (2.0, 2.0)
@@ -228,3 +229,43 @@ def test_film_types_must_be_hemorrhage_types():
     assert data.cascade.film_labels == (int(Hemorrhage.SDH),)
     with pytest.raises(ConfigError, match="unknown hemorrhage type"):
         ModelConfig.from_dict({**TINY_CONFIG, "cascade": {"film_types": ["subdural"]}})
+
+
+def test_extra_axial_types_away_from_bone_take_the_type_around_them():
+    """Bone along the left edge. An IPH whose core the networks typed EDH, 10 mm from bone: the core becomes IPH.
+    An SDH against bone with IPH beside it, and a lone SDH sheet bordered by no other type (as along the falx),
+    keep their types. Only types change, never the hemorrhage mask."""
+    extra_axial = (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
+    hu = np.full((3, 40, 40), 40.0, np.float32)
+    hu[:, :, 0:2] = 1200.0
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[:, 10:20, 20:30] = Hemorrhage.IPH
+    labels[1, 13:17, 23:27] = Hemorrhage.EDH  # inside the IPH
+    labels[:, 24:30, 2:6] = Hemorrhage.SDH  # against bone
+    labels[:, 24:30, 6:9] = Hemorrhage.IPH
+    labels[:, 34:38, 20:23] = Hemorrhage.SDH  # alone, 9 mm from bone
+    before = labels.copy()
+    assert retype_detached_extra_axial(labels, hu, (1.0, 1.0), extra_axial) == 1
+    assert (labels[:, 10:20, 20:30] == Hemorrhage.IPH).all()
+    changed = labels != before
+    assert changed.sum() == 16 and np.array_equal(labels > 0, before > 0)
+    # Nothing typed extra-axial, or no hemorrhage at all: nothing to do.
+    assert retype_detached_extra_axial(np.where(before == Hemorrhage.IPH, before, 0), hu, (1.0, 1.0), extra_axial) == 0
+    assert retype_detached_extra_axial(np.zeros_like(labels), hu, (1.0, 1.0), extra_axial) == 0
+    # With the IPH mostly IVH around the core, the core takes the most common bordering type.
+    mostly_ivh = before.copy()
+    mostly_ivh[:, 10:20, 20:30][before[:, 10:20, 20:30] == Hemorrhage.IPH] = Hemorrhage.IVH
+    mostly_ivh[1, 12, 23:27] = Hemorrhage.IPH
+    assert retype_detached_extra_axial(mostly_ivh, hu, (1.0, 1.0), extra_axial) == 1
+    assert mostly_ivh[1, 15, 25] == Hemorrhage.IVH
+
+
+def test_the_predictor_retypes_detached_extra_axial_blood_only_when_asked():
+    """Stage 2 calls everything EDH, so no other type borders it and the types stay; the setting never
+    changes the hemorrhage mask."""
+    image, _ = ct_image((6, 64, 64))
+    plain = constant_predictor(int(Hemorrhage.IPH), int(Hemorrhage.EDH), gate=True)
+    asked = plain.with_inference_settings({"cascade.retype_detached_extra_axial": True})
+    found = asked.predict(image).labels
+    assert asked.config.cascade.retype_detached_extra_axial and found.any()
+    assert np.array_equal(plain.predict(image).labels, found)

@@ -9,7 +9,7 @@ from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, one_torch_
 
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.models.cascade import Stage1Findings, hemorrhage_labels, roi_boxes
+from ichvol.models.cascade import Stage1Findings, hemorrhage_labels, roi_boxes, weigh_types
 from ichvol.models.config import CascadeSettings, ModelConfig
 from ichvol.models.preprocess import foreground_boxes, head_box, resize
 
@@ -148,6 +148,25 @@ def test_a_type_prior_changes_the_type_but_not_what_is_hemorrhage():
     prior[:, 0, 0, 2] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
     assert hemorrhage_labels(probs, 0.5).ravel().tolist() == [Hemorrhage.IPH, Hemorrhage.IPH, 0]
     assert hemorrhage_labels(probs, 0.5, prior).ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IPH, 0]
+
+
+def test_a_prior_among_some_types_only_splits_those():
+    """Stage 2 leans SDH over EDH and IPH over both; stage 1 says EDH and IVH. Weighed among SDH and EDH only, the
+    prior turns SDH into EDH but cannot make a voxel IVH, nor move one out of the extra-axial types."""
+    probs = torch.zeros(6, 1, 1, 2)
+    probs[:, 0, 0, 0] = torch.tensor([0.1, 0.0, 0.05, 0.0, 0.5, 0.35])  # stage 2: SDH, EDH close behind
+    probs[:, 0, 0, 1] = torch.tensor([0.1, 0.5, 0.1, 0.0, 0.3, 0.0])  # stage 2: IPH, then SDH
+    prior = torch.zeros(5, 1, 1, 2)
+    prior[:, 0, 0, 0] = torch.tensor([0.0, 0.3, 0.0, 0.1, 0.6])  # stage 1: EDH over SDH
+    prior[:, 0, 0, 1] = torch.tensor([0.1, 0.8, 0.0, 0.1, 0.0])  # stage 1: IVH
+    extra_axial = (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
+    assert hemorrhage_labels(probs, 0.5).ravel().tolist() == [Hemorrhage.SDH, Hemorrhage.IPH]
+    assert hemorrhage_labels(probs, 0.5, prior).ravel().tolist() == [Hemorrhage.EDH, Hemorrhage.IVH]
+    assert hemorrhage_labels(probs, 0.5, prior, extra_axial).ravel().tolist() == [Hemorrhage.EDH, Hemorrhage.IPH]
+    weighed = weigh_types(probs[1:], prior, extra_axial)
+    assert torch.allclose(weighed[3:].sum(0), probs[4:].sum(0))  # the extra-axial total is stage 2's
+    assert torch.equal(weighed[:3], probs[1:4])
+    assert weighed[4, 0, 0, 0] / weighed[3, 0, 0, 0] == pytest.approx((0.35 * 0.6) / (0.5 * 0.1))
 
 
 def test_with_the_stage1_type_prior_the_cascade_types_by_both_stages():

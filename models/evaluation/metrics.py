@@ -62,6 +62,14 @@ def per_type_dsc(truth: np.ndarray, prediction: np.ndarray) -> dict[Hemorrhage, 
     }
 
 
+def type_agreement(truth: np.ndarray, prediction: np.ndarray) -> float | None:
+    """Of the voxels both maps call hemorrhage, the fraction given the same type: typing, apart from finding.
+    None where they share no hemorrhage voxel."""
+    both = (truth != 0) & (prediction != 0)
+    count = int(both.sum())
+    return None if count == 0 else float((truth[both] == prediction[both]).sum() / count)
+
+
 def label_volume_ml(mask: np.ndarray, geometry: VolumeGeometry) -> float:
     """Volume of the non-zero voxels in ml: per-slice voxel counts times that slice's true voxel volume
     (slab along the normal, so gantry tilt and uneven gaps are accounted for)."""

@@ -29,6 +29,7 @@ CSV_FIELDS = (
     "abc2_predicted_ml",
     "abc2_predicted_kothari_ml",
     "seconds",
+    "type_agreement",
 )
 PLOT_FILES = ("bland_altman_model.png", "bland_altman_abc2.png", "volume_scatter.png")
 

@@ -14,7 +14,7 @@ from ichvol.geometry import VolumeGeometry
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 
-from .metrics import label_volume_ml, overlap_scores, per_type_dsc
+from .metrics import label_volume_ml, overlap_scores, per_type_dsc, type_agreement
 from .testset import TestCase, TestSet
 
 GROUP_IPH_IVH = "IPH+IVH+mixed"
@@ -51,6 +51,7 @@ class CaseResult:
     abc2_predicted_kothari_ml: float
     seconds: float
     dsc_per_type: dict[str, float] = field(default_factory=dict)  # multi-class only
+    type_agreement: float | None = None  # multi-class only: see metrics.type_agreement
     refused: str = ""  # why the model refused the image (scored as finding nothing); empty when it predicted
 
     @property
@@ -119,6 +120,7 @@ def score_case(
         abc2_predicted_kothari_ml=float(measured_prediction.total_abc2_kothari_ml),
         seconds=float(seconds),
         dsc_per_type={} if binary else {t.name: v for t, v in per_type_dsc(truth, prediction).items()},
+        type_agreement=None if binary else type_agreement(truth, prediction),
     )
 
 

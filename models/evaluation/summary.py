@@ -110,6 +110,8 @@ def summary_dict(results: Sequence[CaseResult], *, binary: bool, extra: dict | N
         "labels": "binary" if binary else "multiclass",
         "dsc_per_type_mean": {name: float(np.mean(v)) for name, v in per_type.items()},
         "dsc_per_type_mean_cases_with_type": {name: float(np.mean(v)) for name, v in per_type_own.items()},
+        # Of the voxels found where the truth has hemorrhage, the fraction of the right type (mean over cases).
+        "type_agreement_mean": _mean([r.type_agreement for r in results if r.type_agreement is not None]),
         "false_positive_ml_mean_hemorrhage_free": _mean([r.predicted_volume_ml for r in hemorrhage_free]),
         "n_cases_refused": sum(1 for r in results if r.refused),
         **summary_intervals(results),
