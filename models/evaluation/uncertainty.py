@@ -19,9 +19,9 @@ VOLUME_EDGES_ML = (2.0, 10.0, 30.0)
 
 
 def bootstrap_interval(values: Sequence[float] | np.ndarray,
-                       statistic: Callable[[np.ndarray], float] = np.mean) -> tuple[float, float] | None:
-    """The 95% percentile-bootstrap interval of `statistic` over the values (one per case); None for fewer
-    than 2 values, where a resample can only repeat the one case."""
+                       statistic: Callable[..., np.ndarray] = np.mean) -> tuple[float, float] | None:
+    """The 95% percentile-bootstrap interval of `statistic` (called as `statistic(sample, axis=...)`) over the
+    values (one per case); None for fewer than 2 values, where a resample can only repeat the one case."""
     data = np.asarray(values, dtype=float)
     if data.size < 2:
         return None
