@@ -102,7 +102,7 @@ def drop_unsupported_components(
     in-plane of one over `BONE_HU`) and over which the mean of `support` (a map over the component's bounding
     box, same shape) stays under `min_mean`; returns how many were cleared."""
     components, count = ndimage.label(labels > 0)
-    reach = max(1, int(round(BONE_CONTACT_MM / float(min(pixel_spacing)))))
+    reach = _bone_contact_pixels(pixel_spacing)
     cleared = 0
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         inside = components[box] == index
@@ -124,7 +124,7 @@ def drop_thin_films(
     if count == 0 or not types:
         return 0
     pixel_mm = float(min(pixel_spacing))
-    reach = max(1, int(round(BONE_CONTACT_MM / pixel_mm)))
+    reach = _bone_contact_pixels(pixel_spacing)
     cleared = 0
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         inside = components[box] == index
@@ -156,6 +156,11 @@ def _grown_in_plane(box: tuple[slice, ...], shape: tuple[int, ...], pixels: int)
                              for s, n in zip(box[1:], shape[1:], strict=True))
 
 
+def _bone_contact_pixels(pixel_spacing: tuple[float, float]) -> int:
+    """BONE_CONTACT_MM in pixels (at least one), for `_touches_bone`."""
+    return max(1, int(round(BONE_CONTACT_MM / float(min(pixel_spacing)))))
+
+
 def _touches_bone(hu: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...], reach: int) -> bool:
     grown = _grown_in_plane(box, hu.shape, reach)
     near = ndimage.binary_dilation(components[grown] == index, _disk(reach)[None])
@@ -185,7 +190,7 @@ def retype_detached_extra_axial(labels: np.ndarray, hu: np.ndarray, pixel_spacin
     regions, count = ndimage.label(np.isin(labels, types))
     if count == 0:
         return 0
-    reach = max(1, int(round(BONE_CONTACT_MM / float(min(pixel_spacing)))))
+    reach = _bone_contact_pixels(pixel_spacing)
     retyped = 0
     for index, box in enumerate(ndimage.find_objects(regions), start=1):
         if _touches_bone(hu, regions, index, box, reach):
