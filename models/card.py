@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import ModelConfig
 from .folder import TRAINING_FILE
+from .postprocess import SIDE_BAND_MM, SIDE_MIN_ML
 from .train import read_metrics, selection_score
 
 NOTES_FILE = "notes.md"  # the maintainer's notes on weaknesses, included verbatim
@@ -49,6 +50,10 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
            f"{config.cascade.min_film_depth_fraction:.0%} lies {config.cascade.film_depth_mm} mm or more from bone "
            "(a film along the skull's edge) dropped; "
            if config.cascade.min_film_depth_fraction > 0 else "")
+        + (f"a component ({SIDE_MIN_ML:g} ml or more) that either of these would drop is kept when the band "
+           f"{SIDE_BAND_MM[0]:g}-{SIDE_BAND_MM[1]:g} mm inside the inner table reads at least "
+           f"{config.cascade.min_side_contrast_hu:g} HU brighter beside it than across the head; "
+           if config.cascade.min_side_contrast_hu is not None else "")
         + (f"components under {config.cascade.min_component_ml} ml dropped" if config.cascade.min_component_ml > 0
            else "no minimum component volume")
         + (f"; the one-pixel in-plane rim around "

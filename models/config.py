@@ -106,6 +106,11 @@ class CascadeSettings:
     min_film_depth_fraction: float = 0.0
     film_depth_mm: float = 2.0
     film_types: tuple[str, ...] = ("SDH", "EDH")
+    # Post-processing: a component that the support or the film rule would drop is kept when the band just inside
+    # the inner table reads at least this many HU brighter beside it than at the mirror position across the head
+    # (`side_contrast_hu`). A radiologist compares the sides: the skull's blurred edge, which the two rules are
+    # for, is about as bright on both, a thin collection brightens one. None: off.
+    min_side_contrast_hu: float | None = None
     # Post-processing: a predicted connected component smaller than this (ml) is dropped: specks of a few
     # voxels are noise, far below any volume a radiologist reports. 0: off.
     min_component_ml: float = 0.0

@@ -20,6 +20,11 @@ CAVITY_MEDIAN_HU = (-50.0, 90.0)  # brain, CSF and blood; air-filled sinuses and
 MAX_JUDGED_PIXEL_MM = 3.0  # diagnostic head CT has pixels under 1 mm; toy grids of 4 mm lose the skull's ring
 RIM_MM = 1.0  # the cavity is grown by this much so collections against the inner table stay inside
 BONE_CONTACT_MM = 1.0  # a finding this close to bone (in-plane) lies in the reach of its partial volume
+SIDE_BAND_MM = (0.5, 2.5)  # the band inside the inner table where the two sides of the head are compared
+SIDE_BESIDE_MM = 3.0  # how far beside a finding (in-plane) the band is read
+SIDE_MIN_ML = 0.5  # below this a finding's band is too small to compare the sides: specks are 0.01-0.05 ml
+
+Spare = Callable[[np.ndarray, tuple[slice, ...]], bool]  # (component mask over its box, box) -> keep it anyway
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -96,17 +101,19 @@ def drop_implausible_components(labels: np.ndarray, hu: np.ndarray, hu_range) ->
 
 def drop_unsupported_components(
     labels: np.ndarray, hu: np.ndarray, pixel_spacing: tuple[float, float],
-    support: Callable[[tuple[slice, ...]], np.ndarray], min_mean: float,
+    support: Callable[[tuple[slice, ...]], np.ndarray], min_mean: float, spare: Spare | None = None,
 ) -> int:
     """Clear (in place) connected hemorrhage components that touch bone (a voxel within `BONE_CONTACT_MM`
     in-plane of one over `BONE_HU`) and over which the mean of `support` (a map over the component's bounding
-    box, same shape) stays under `min_mean`; returns how many were cleared."""
+    box, same shape) stays under `min_mean`, unless `spare` keeps them; returns how many were cleared."""
     components, count = ndimage.label(labels > 0)
     reach = _bone_contact_pixels(pixel_spacing)
     cleared = 0
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         inside = components[box] == index
         if support(box)[inside].mean() >= min_mean or not _touches_bone(hu, components, index, box, reach):
+            continue
+        if spare is not None and spare(inside, box):
             continue
         labels[box][inside] = 0
         cleared += 1
@@ -115,11 +122,11 @@ def drop_unsupported_components(
 
 def drop_thin_films(
     labels: np.ndarray, hu: np.ndarray, pixel_spacing: tuple[float, float], types: tuple[int, ...],
-    depth_mm: float, min_fraction: float,
+    depth_mm: float, min_fraction: float, spare: Spare | None = None,
 ) -> int:
     """Clear (in place) connected hemorrhage components of one of `types` (the component's most common label)
     that touch bone and of whose voxels fewer than `min_fraction` lie `depth_mm` or more in-plane from bone: films
-    that hug the skull; returns how many were cleared."""
+    that hug the skull, unless `spare` keeps them; returns how many were cleared."""
     components, count = ndimage.label(labels > 0)
     if count == 0 or not types:
         return 0
@@ -133,10 +140,44 @@ def drop_thin_films(
         if not _touches_bone(hu, components, index, box, reach):
             continue
         deep = _bone_distance_mm(hu, box, pixel_mm, depth_mm)[inside] >= depth_mm
-        if deep.mean() < min_fraction:
+        if deep.mean() < min_fraction and not (spare is not None and spare(inside, box)):
             labels[box][inside] = 0
             cleared += 1
     return cleared
+
+
+def side_contrast_hu(hu: np.ndarray, cavity: np.ndarray, component: np.ndarray, box: tuple[slice, ...],
+                     pixel_spacing: tuple[float, float]) -> float | None:
+    """How many HU brighter (median) the band `SIDE_BAND_MM` inside the inner table reads within `SIDE_BESIDE_MM`
+    of a component (a mask over `box`) than the same band at the mirror position across the head, over the
+    component's slices; None where either side has no such band. The skull's blurred inner edge is about as
+    bright on both sides, where the slice cuts it obliquely above all; a collection brightens one side only.
+    The mirror is taken about the middle column of the cranial cavity (`cavity`, as `intracranial_mask`) in each
+    slice."""
+    pixel_mm = float(min(pixel_spacing))
+    beside_px = max(1, int(round(SIDE_BESIDE_MM / pixel_mm)))
+    here, there = [], []
+    for offset, z in enumerate(range(box[0].start, box[0].stop)):
+        bone = hu[z] > BONE_HU
+        if not component[offset].any() or not cavity[z].any() or not bone.any():
+            continue
+        found = np.zeros(hu.shape[1:], dtype=bool)
+        found[box[1:]] = component[offset]
+        distance = ndimage.distance_transform_edt(~bone) * pixel_mm
+        band = cavity[z] & (distance >= SIDE_BAND_MM[0]) & (distance < SIDE_BAND_MM[1])
+        beside = ndimage.binary_dilation(found, _disk(beside_px))
+        columns = np.flatnonzero(cavity[z].any(axis=0))
+        mirror = np.round(columns[0] + columns[-1] - np.arange(hu.shape[2])).astype(int)
+        inside = (mirror >= 0) & (mirror < hu.shape[2])
+        mirrored = np.zeros_like(beside)
+        mirrored[:, inside] = beside[:, mirror[inside]]
+        here.append(hu[z][band & beside])
+        there.append(hu[z][band & mirrored & ~beside])
+    here = np.concatenate(here) if here else np.empty(0)
+    there = np.concatenate(there) if there else np.empty(0)
+    if here.size == 0 or there.size == 0:
+        return None
+    return float(np.median(here) - np.median(there))
 
 
 def _bone_distance_mm(hu: np.ndarray, box: tuple[slice, ...], pixel_mm: float, depth_mm: float) -> np.ndarray:

@@ -12,15 +12,18 @@ import numpy as np
 import torch
 
 from ichvol.errors import InputError, NotAHeadCTError
+from ichvol.geometry import VolumeGeometry
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
-from .config import ModelConfig
+from .cascade import Stage1Findings, hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
+from .config import CascadeSettings, ModelConfig
 from .folder import load_networks, read_config
 from .postprocess import (
     CAVITY_MEDIAN_HU,
+    SIDE_MIN_ML,
+    Spare,
     drop_implausible_components,
     drop_small_components,
     drop_thin_films,
@@ -29,6 +32,7 @@ from .postprocess import (
     intracranial_mask,
     lacks_cranial_cavity,
     retype_detached_extra_axial,
+    side_contrast_hu,
 )
 from .preprocess import head_box, normalize, slice_spacing_or_default
 
@@ -106,24 +110,7 @@ class CascadePredictor:
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[box]
             region[roi > 0] = roi[roi > 0]
-        if boxes and self.config.cascade.intracranial_gate:
-            labels[~intracranial_mask(hu, geometry.pixel_spacing)] = 0
-        if self.config.cascade.component_median_hu is not None:
-            drop_implausible_components(labels, hu, self.config.cascade.component_median_hu)
-        if self.config.cascade.min_stage1_support_near_bone > 0 and labels.any():
-            drop_unsupported_components(labels, hu, geometry.pixel_spacing, findings.foreground_probability,
-                                        self.config.cascade.min_stage1_support_near_bone)
-        if self.config.cascade.min_film_depth_fraction > 0 and labels.any():
-            drop_thin_films(labels, hu, geometry.pixel_spacing, self.config.cascade.film_labels,
-                            self.config.cascade.film_depth_mm, self.config.cascade.min_film_depth_fraction)
-        if self.config.cascade.retype_detached_extra_axial and labels.any():
-            retype_detached_extra_axial(labels, hu, geometry.pixel_spacing, EXTRA_AXIAL)
-        if self.config.cascade.rim_growth_hu is not None:
-            grow_rim(labels, hu, self.config.cascade.rim_growth_hu, self.config.cascade.rim_growth_labels)
-        if self.config.cascade.max_voxel_hu is not None:
-            labels[hu >= self.config.cascade.max_voxel_hu] = 0
-        if self.config.cascade.min_component_ml > 0 and labels.any():
-            drop_small_components(labels, geometry.voxel_volumes_ml(), self.config.cascade.min_component_ml)
+        apply_rules(labels, hu, geometry, findings, self.config.cascade)
         end = time.perf_counter()
         log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s", len(boxes), after_stage1 - start,
                  end - after_stage1)
@@ -148,6 +135,50 @@ class CascadePredictor:
         seconds = time.perf_counter() - start
         return Prediction(labels=labels, seconds_stage1=seconds if stage == 1 else 0.0,
                           seconds_stage2=seconds if stage == 2 else 0.0, seconds_total=seconds, rois=[])
+
+
+def apply_rules(labels: np.ndarray, hu: np.ndarray, geometry: VolumeGeometry, findings: Stage1Findings,
+                cascade: CascadeSettings) -> None:
+    """The anatomical rules after the networks (models/postprocess.py), in order, on `labels` in place."""
+    needs_cavity = cascade.intracranial_gate or cascade.min_side_contrast_hu is not None
+    cavity = intracranial_mask(hu, geometry.pixel_spacing) if needs_cavity and labels.any() else None
+    if cavity is not None and cascade.intracranial_gate:
+        labels[~cavity] = 0
+    if cascade.component_median_hu is not None:
+        drop_implausible_components(labels, hu, cascade.component_median_hu)
+    spare = None if cavity is None else _one_sided(hu, cavity, geometry, cascade.min_side_contrast_hu)
+    if cascade.min_stage1_support_near_bone > 0 and labels.any():
+        drop_unsupported_components(labels, hu, geometry.pixel_spacing, findings.foreground_probability,
+                                    cascade.min_stage1_support_near_bone, spare)
+    if cascade.min_film_depth_fraction > 0 and labels.any():
+        drop_thin_films(labels, hu, geometry.pixel_spacing, cascade.film_labels, cascade.film_depth_mm,
+                        cascade.min_film_depth_fraction, spare)
+    if cascade.retype_detached_extra_axial and labels.any():
+        retype_detached_extra_axial(labels, hu, geometry.pixel_spacing, EXTRA_AXIAL)
+    if cascade.rim_growth_hu is not None:
+        grow_rim(labels, hu, cascade.rim_growth_hu, cascade.rim_growth_labels)
+    if cascade.max_voxel_hu is not None:
+        labels[hu >= cascade.max_voxel_hu] = 0
+    if cascade.min_component_ml > 0 and labels.any():
+        drop_small_components(labels, geometry.voxel_volumes_ml(), cascade.min_component_ml)
+
+
+def _one_sided(hu: np.ndarray, cavity: np.ndarray, geometry: VolumeGeometry,
+               min_contrast_hu: float | None) -> Spare | None:
+    """The support and film rules' exception (`cascade.min_side_contrast_hu`): a component of `SIDE_MIN_ML` or more
+    beside which the inner table's band reads that much brighter than across the head; None when the setting is
+    off."""
+    if min_contrast_hu is None:
+        return None
+    voxel_ml = geometry.voxel_volumes_ml()
+
+    def one_sided(component: np.ndarray, box: tuple[slice, ...]) -> bool:
+        if float((component.sum(axis=(1, 2)) * voxel_ml[box[0]]).sum()) < SIDE_MIN_ML:
+            return False
+        contrast = side_contrast_hu(hu, cavity, component, box, geometry.pixel_spacing)
+        return contrast is not None and contrast >= min_contrast_hu
+
+    return one_sided
 
 
 def _checked_hu(image: CTImage) -> np.ndarray:

@@ -206,3 +206,16 @@ def test_model_card_says_how_a_voxel_is_typed(tmp_path, cascade, expected):
     config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], **cascade}})
     write_config(tmp_path, config)
     assert expected in write_model_card(tmp_path, config).read_text()
+
+
+def test_model_card_states_the_one_sided_exception_only_when_it_is_on(tmp_path):
+    from ichvol.models.card import write_model_card
+
+    rules = {"min_film_depth_fraction": 0.15, "min_stage1_support_near_bone": 0.3}
+    sentence = "HU brighter beside it than across the head"
+    for extra, present in (({}, False), ({"min_side_contrast_hu": 8.0}, True)):
+        config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], **rules, **extra}})
+        write_config(tmp_path, config)
+        card = write_model_card(tmp_path, config).read_text()
+        assert (sentence in card) == present
+    assert "at least 8 HU brighter" in card and "(0.5 ml or more)" in card

@@ -2,21 +2,26 @@
 
 import numpy as np
 import pytest
-from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, head, one_torch_thread  # noqa: F401
+import torch
+from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, geometry, head, one_torch_thread  # noqa: F401
+from scipy import ndimage
 
 from ichvol.errors import ConfigError, NotAHeadCTError
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.models.cascade import roi_input_shape
+from ichvol.models.cascade import Stage1Findings, roi_input_shape
 from ichvol.models.config import ModelConfig, StageConfig
 from ichvol.models.postprocess import (
+    SIDE_MIN_ML,
     drop_thin_films,
     drop_unsupported_components,
     grow_rim,
     intracranial_mask,
     lacks_cranial_cavity,
     retype_detached_extra_axial,
+    side_contrast_hu,
 )
+from ichvol.models.predictor import apply_rules
 
 SPACING = (2.0, 2.0)
 
@@ -269,3 +274,58 @@ def test_the_predictor_retypes_detached_extra_axial_blood_only_when_asked():
     found = asked.predict(image).labels
     assert asked.config.cascade.retype_detached_extra_axial and found.any()
     assert np.array_equal(plain.predict(image).labels, found)
+
+
+def _head_with_inner_bands(left_hu: float, right_hu: float, rows: slice = slice(30, 66)):
+    """A 0.5 mm head (skull ring, brain of 30 HU) whose band within 2 mm of the inner table reads `left_hu` on the
+    left and `right_hu` on the right, over `rows`; and the left band there as an SDH film (labels)."""
+    brain, skull = _skull_and_brain((5, 96, 96))
+    hu = np.where(skull, 1000.0, np.where(brain, 30.0, -1000.0)).astype(np.float32)
+    near = np.stack([ndimage.distance_transform_edt(~plane) for plane in skull]) * 0.5 < 2.0
+    x = np.indices(hu.shape)[2]
+    band = brain & near
+    band[:, : rows.start] = band[:, rows.stop :] = False
+    hu[band & (x < 48)] = left_hu
+    hu[band & (x >= 48)] = right_hu
+    labels = np.where(band & (x < 48), np.uint8(Hemorrhage.SDH), np.uint8(0))
+    return hu, labels
+
+
+def test_the_side_contrast_compares_the_band_inside_the_inner_table_with_the_other_side():
+    for left, right, expected in ((70.0, 30.0, 40.0), (70.0, 70.0, 0.0), (30.0, 70.0, -40.0)):
+        hu, labels = _head_with_inner_bands(left, right)
+        cavity = intracranial_mask(hu, (0.5, 0.5))
+        box = ndimage.find_objects(labels)[Hemorrhage.SDH - 1]
+        assert side_contrast_hu(hu, cavity, labels[box] > 0, box, (0.5, 0.5)) == pytest.approx(expected)
+    # No bone in the slices (nothing to compare against): no contrast.
+    box = ndimage.find_objects(labels)[Hemorrhage.SDH - 1]
+    flat = np.full(hu.shape, 30.0, np.float32)
+    assert side_contrast_hu(flat, np.ones(hu.shape, bool), labels[box] > 0, box, (0.5, 0.5)) is None
+
+
+def test_a_thin_film_that_brightens_one_side_only_is_kept_when_asked():
+    """The film rule drops the left band (it hugs the skull). With `min_side_contrast_hu`, it stays when the band
+    reads brighter than the right one by that much, and goes when both sides are alike or when it is smaller than
+    SIDE_MIN_ML; the support rule gets the same exception."""
+    data = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {
+        "min_film_depth_fraction": 0.15, "film_types": ["SDH"], "intracranial_gate": True}})
+    grid = geometry((5, 96, 96), spacing=(0.5, 0.5), slice_step=5.0)
+    background = torch.zeros(6, 5, 96, 96)
+    background[0] = 1.0  # stage 1 supports nothing
+    nothing = Stage1Findings([], (slice(0, 5), slice(0, 96), slice(0, 96)), background)
+
+    def kept(left, right, settings, rows=slice(30, 66)):
+        hu, labels = _head_with_inner_bands(left, right, rows)
+        apply_rules(labels, hu, grid, nothing, data.with_inference_settings(settings).cascade)
+        return bool(labels.any())
+
+    one_sided = {"cascade.min_side_contrast_hu": 8.0}
+    hu, labels = _head_with_inner_bands(70.0, 30.0)
+    assert (labels > 0).sum() * grid.voxel_volumes_ml()[0] > SIDE_MIN_ML
+    assert not kept(70.0, 30.0, {})
+    assert kept(70.0, 30.0, one_sided)
+    assert not kept(70.0, 66.0, one_sided)
+    assert not kept(70.0, 30.0, one_sided, rows=slice(44, 50))  # a speck under SIDE_MIN_ML
+    unsupported = {**one_sided, "cascade.min_film_depth_fraction": 0.0, "cascade.min_stage1_support_near_bone": 0.5}
+    assert kept(70.0, 30.0, unsupported)
+    assert not kept(70.0, 66.0, unsupported)
