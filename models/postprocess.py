@@ -158,12 +158,12 @@ def side_contrast_hu(hu: np.ndarray, cavity: np.ndarray, component: np.ndarray, 
     beside_px = max(1, int(round(SIDE_BESIDE_MM / pixel_mm)))
     here, there = [], []
     for offset, z in enumerate(range(box[0].start, box[0].stop)):
-        bone = hu[z] > BONE_HU
-        if not component[offset].any() or not cavity[z].any() or not bone.any():
+        if not component[offset].any() or not cavity[z].any():
             continue
         found = np.zeros(hu.shape[1:], dtype=bool)
         found[box[1:]] = component[offset]
-        distance = ndimage.distance_transform_edt(~bone) * pixel_mm
+        whole_slice = (slice(z, z + 1), slice(0, hu.shape[1]), slice(0, hu.shape[2]))
+        distance = _bone_distance_mm(hu, whole_slice, pixel_mm, SIDE_BAND_MM[1])[0]
         band = cavity[z] & (distance >= SIDE_BAND_MM[0]) & (distance < SIDE_BAND_MM[1])
         beside = ndimage.binary_dilation(found, _disk(beside_px))
         columns = np.flatnonzero(cavity[z].any(axis=0))
