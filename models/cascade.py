@@ -141,25 +141,51 @@ def roi_input_shape(box: Box, stage: StageConfig, pixel_spacing: tuple[float, fl
     return (box[0].stop - box[0].start, side, side)
 
 
-def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
-                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> np.ndarray:
-    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid. `type_prior`: other
-    type probabilities (C - 1, z, y, x) on that grid (stage 1's) to weigh stage 2's types with."""
+@dataclass(frozen=True)
+class RoiOutput:
+    """Stage 2's verdict over one ROI, on the ROI's full-resolution grid, before any threshold: each voxel's
+    hemorrhage probability (1 - p(bg)) and its most probable hemorrhage type (a label value)."""
+
+    box: Box
+    foreground: np.ndarray  # float32 (z, y, x)
+    kind: np.ndarray  # uint8 (z, y, x), 1..C-1
+
+    def labels(self, min_probability: float) -> np.ndarray:
+        """uint8 labels: the type where the hemorrhage probability reaches `min_probability`, else 0."""
+        return np.where(self.foreground >= min_probability, self.kind, 0).astype(np.uint8)
+
+
+def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
+                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> RoiOutput:
+    """Stage 2 on one ROI. `type_prior`: other type probabilities (C - 1, z, y, x) on the ROI's grid (stage 1's) to
+    weigh stage 2's types with (see `weigh_types`)."""
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
-    probs = stage_probabilities(network, image, config.stage2, config.cascade)
-    return hemorrhage_labels(resize(probs, crop.shape), config.cascade.stage2_min_probability, type_prior,
-                             config.cascade.stage1_type_prior_labels)
+    probs = resize(stage_probabilities(network, image, config.stage2, config.cascade), crop.shape)
+    foreground, kind = _foreground_and_kind(probs, type_prior, config.cascade.stage1_type_prior_labels)
+    return RoiOutput(box, foreground, kind)
+
+
+def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
+                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> np.ndarray:
+    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid at the cascade's threshold."""
+    output = stage2_output(network, hu, box, pixel_spacing, config, type_prior)
+    return output.labels(config.cascade.stage2_min_probability)
 
 
 def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float, type_prior: torch.Tensor | None = None,
                       prior_labels: tuple[int, ...] | None = None) -> np.ndarray:
     """(C, z, y, x) probabilities -> uint8 labels: hemorrhage where 1 - p(bg) >= min_probability, of the most
     probable hemorrhage type (weighed by `type_prior`, (C - 1, z, y, x), when given: see `weigh_types`)."""
+    foreground, kind = _foreground_and_kind(probabilities, type_prior, prior_labels)
+    return RoiOutput((), foreground, kind).labels(min_probability)
+
+
+def _foreground_and_kind(probabilities: torch.Tensor, type_prior: torch.Tensor | None,
+                         prior_labels: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
     types = probabilities[1:] if type_prior is None else weigh_types(probabilities[1:], type_prior, prior_labels)
-    kind = types.argmax(0) + 1
-    found = (1.0 - probabilities[0]) >= min_probability
-    return torch.where(found, kind, torch.zeros_like(kind)).numpy().astype(np.uint8)
+    kind = (types.argmax(0) + 1).numpy().astype(np.uint8)
+    return (1.0 - probabilities[0]).numpy(), kind
 
 
 def weigh_types(types: torch.Tensor, prior: torch.Tensor, among: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -17,7 +17,14 @@ from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
 from ichvol.results import AlgorithmInfo
 
-from .cascade import Stage1Findings, hemorrhage_labels, stage1_findings, stage2_labels, stage_probabilities
+from .cascade import (
+    RoiOutput,
+    Stage1Findings,
+    hemorrhage_labels,
+    stage1_findings,
+    stage2_output,
+    stage_probabilities,
+)
 from .config import CascadeSettings, ModelConfig
 from .folder import load_networks, read_config
 from .postprocess import (
@@ -39,6 +46,12 @@ from .preprocess import head_box, normalize, slice_spacing_or_default
 log = logging.getLogger(__name__)
 
 EXTRA_AXIAL = (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
+# The cascade settings that act after the networks (`labels_from`): the rest change what the networks see.
+AFTER_NETWORK_SETTINGS = (
+    "stage2_min_probability", "intracranial_gate", "component_median_hu", "min_stage1_support_near_bone",
+    "min_film_depth_fraction", "film_depth_mm", "film_types", "min_side_contrast_hu", "retype_detached_extra_axial",
+    "rim_growth_hu", "rim_growth_types", "max_voxel_hu", "min_component_ml",
+)
 RoiBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (z0, z1), (y0, y1), (x0, x1), stop excl.
 
 
@@ -54,6 +67,18 @@ class Prediction:
         """Volume per type, given the geometry's per-slice voxel volumes."""
         per_slice = {h: (self.labels == int(h)).sum(axis=(1, 2)) for h in Hemorrhage}
         return {h: float((counts * voxel_volumes_ml).sum()) for h, counts in per_slice.items()}
+
+
+@dataclass
+class NetworkOutputs:
+    """What the two networks say about one image, before any threshold or rule: stage 1's findings and stage 2's
+    output over each of its ROIs. Kept, they let the threshold and the rules be tried again without the networks
+    (`CascadePredictor.labels_from`; benchmarks/rule_replay.py)."""
+
+    findings: Stage1Findings
+    rois: list[RoiOutput]
+    seconds_stage1: float
+    seconds_stage2: float
 
 
 def resolve_device(device: str) -> torch.device:
@@ -90,6 +115,22 @@ class CascadePredictor:
         return AlgorithmInfo(name=self.config.name, version=self.config.version)
 
     def predict(self, image: CTImage) -> Prediction:
+        outputs = self.network_outputs(image)
+        start = time.perf_counter()
+        labels = self.labels_from(outputs, image)
+        rules = time.perf_counter() - start
+        log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s, rules %.2f s", len(outputs.rois),
+                 outputs.seconds_stage1, outputs.seconds_stage2, rules)
+        return Prediction(
+            labels=labels,
+            seconds_stage1=outputs.seconds_stage1,
+            seconds_stage2=outputs.seconds_stage2 + rules,
+            seconds_total=outputs.seconds_stage1 + outputs.seconds_stage2 + rules,
+            rois=[tuple((int(s.start), int(s.stop)) for s in roi.box) for roi in outputs.rois],
+        )
+
+    def network_outputs(self, image: CTImage) -> NetworkOutputs:
+        """Both networks on one image, before the stage-2 threshold and the rules (`labels_from` applies them)."""
         hu = _checked_hu(image)
         geometry = image.geometry
         start = time.perf_counter()
@@ -101,26 +142,25 @@ class CascadePredictor:
             )
         spacing = slice_spacing_or_default(geometry.slice_spacing)
         findings = stage1_findings(self.networks[1], hu, geometry.pixel_spacing, spacing, self.config)
-        boxes = findings.boxes
         after_stage1 = time.perf_counter()
-        labels = np.zeros(hu.shape, dtype=np.uint8)
-        for box in boxes:
+        rois = []
+        for box in findings.boxes:
             prior = findings.type_probabilities(box) if self.config.cascade.stage1_type_prior else None
-            roi = stage2_labels(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior)
+            rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior))
+        return NetworkOutputs(findings, rois, after_stage1 - start, time.perf_counter() - after_stage1)
+
+    def labels_from(self, outputs: NetworkOutputs, image: CTImage) -> np.ndarray:
+        """The label map of `outputs` (from `network_outputs` on `image`): stage 2's threshold, then the rules, as
+        this predictor's settings say."""
+        hu = _checked_hu(image)
+        labels = np.zeros(hu.shape, dtype=np.uint8)
+        for roi in outputs.rois:
+            found = roi.labels(self.config.cascade.stage2_min_probability)
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
-            region = labels[box]
-            region[roi > 0] = roi[roi > 0]
-        apply_rules(labels, hu, geometry, findings, self.config.cascade)
-        end = time.perf_counter()
-        log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s", len(boxes), after_stage1 - start,
-                 end - after_stage1)
-        return Prediction(
-            labels=labels,
-            seconds_stage1=after_stage1 - start,
-            seconds_stage2=end - after_stage1,
-            seconds_total=end - start,
-            rois=[tuple((int(s.start), int(s.stop)) for s in box) for box in boxes],
-        )
+            region = labels[roi.box]
+            region[found > 0] = found[found > 0]
+        apply_rules(labels, hu, image.geometry, outputs.findings, self.config.cascade)
+        return labels
 
     def predict_single_stage(self, image: CTImage, stage: int = 2) -> Prediction:
         """One stage's network over the whole full-resolution head crop by sliding window: the

@@ -137,6 +137,22 @@ def test_the_cascade_drops_subdural_films_that_hug_the_skull():
             assert predictor.with_inference_settings(film).predict(image).labels.any() != dropped, (where, kind)
 
 
+def test_the_networks_outputs_give_with_other_settings_what_predict_gives():
+    """`network_outputs` once, `labels_from` under other rule settings: the labels `predict` gives with them (the
+    film rule drops the SDH against the skull in one, keeps it in the other)."""
+    image, _ = ct_image((10, 64, 64), lesions=((1, (5, 11, 32), (2, 3, 5)),), calcification=False)
+    predictor = constant_predictor(Hemorrhage.IPH, Hemorrhage.SDH)
+    predictor.networks[1] = _BloodFinder()
+    outputs = predictor.network_outputs(image)
+    found = {}
+    for depth in (60.0, 1.0):
+        changed = predictor.with_inference_settings({"cascade.min_film_depth_fraction": 0.5,
+                                                     "cascade.film_depth_mm": depth})
+        found[depth] = changed.labels_from(outputs, image)
+        assert np.array_equal(found[depth], changed.predict(image).labels), depth
+    assert not found[60.0].any() and found[1.0].any()
+
+
 def test_a_type_prior_changes_the_type_but_not_what_is_hemorrhage():
     probs = torch.zeros(6, 1, 1, 3)
     probs[:, 0, 0, 0] = torch.tensor([0.1, 0.5, 0.4, 0.0, 0.0, 0.0])  # stage 2: IPH, IVH close behind
