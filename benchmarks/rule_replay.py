@@ -32,6 +32,7 @@ from rich.table import Table
 
 from ichvol.errors import NotAHeadCTError
 from ichvol.models import default_model_path
+from ichvol.models.config import ModelConfig
 from ichvol.models.evaluation.cli import parse_settings
 from ichvol.models.evaluation.run import score_case
 from ichvol.models.evaluation.summary import summary_dict
@@ -78,8 +79,6 @@ def score(testset: Path, folder: Path, variants: dict[str, dict[str, object]], w
 
 def _score_case(job: tuple[TestCase, Path, dict, dict[str, dict[str, object]], bool]) -> dict:
     case, folder, config, variants, binary = job
-    from ichvol.models.config import ModelConfig
-
     image, truth, truth_geometry = case.load()
     with open(folder / f"{case.name}.pkl", "rb") as file:
         kept = pickle.load(file)

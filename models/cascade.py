@@ -152,7 +152,7 @@ class RoiOutput:
 
     def labels(self, min_probability: float) -> np.ndarray:
         """uint8 labels: the type where the hemorrhage probability reaches `min_probability`, else 0."""
-        return np.where(self.foreground >= min_probability, self.kind, 0).astype(np.uint8)
+        return _thresholded(self.foreground, self.kind, min_probability)
 
 
 def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
@@ -166,19 +166,12 @@ def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spac
     return RoiOutput(box, foreground, kind)
 
 
-def stage2_labels(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
-                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> np.ndarray:
-    """Stage 2 on one ROI; returns labels (uint8) on the ROI's full-resolution grid at the cascade's threshold."""
-    output = stage2_output(network, hu, box, pixel_spacing, config, type_prior)
-    return output.labels(config.cascade.stage2_min_probability)
-
-
 def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float, type_prior: torch.Tensor | None = None,
                       prior_labels: tuple[int, ...] | None = None) -> np.ndarray:
     """(C, z, y, x) probabilities -> uint8 labels: hemorrhage where 1 - p(bg) >= min_probability, of the most
     probable hemorrhage type (weighed by `type_prior`, (C - 1, z, y, x), when given: see `weigh_types`)."""
     foreground, kind = _foreground_and_kind(probabilities, type_prior, prior_labels)
-    return RoiOutput((), foreground, kind).labels(min_probability)
+    return _thresholded(foreground, kind, min_probability)
 
 
 def _foreground_and_kind(probabilities: torch.Tensor, type_prior: torch.Tensor | None,
@@ -186,6 +179,10 @@ def _foreground_and_kind(probabilities: torch.Tensor, type_prior: torch.Tensor |
     types = probabilities[1:] if type_prior is None else weigh_types(probabilities[1:], type_prior, prior_labels)
     kind = (types.argmax(0) + 1).numpy().astype(np.uint8)
     return (1.0 - probabilities[0]).numpy(), kind
+
+
+def _thresholded(foreground: np.ndarray, kind: np.ndarray, min_probability: float) -> np.ndarray:
+    return np.where(foreground >= min_probability, kind, 0).astype(np.uint8)
 
 
 def weigh_types(types: torch.Tensor, prior: torch.Tensor, among: tuple[int, ...] | None = None) -> torch.Tensor:
