@@ -211,8 +211,15 @@ def _one_sided(hu: np.ndarray, cavity: np.ndarray, geometry: VolumeGeometry,
     if min_contrast_hu is None:
         return None
     voxel_ml = geometry.voxel_volumes_ml()
+    judged: dict[tuple, bool] = {}  # a component the support rule spared comes to the film rule unchanged
 
     def one_sided(component: np.ndarray, box: tuple[slice, ...]) -> bool:
+        key = (tuple((s.start, s.stop) for s in box), component.tobytes())
+        if key not in judged:
+            judged[key] = _judged_one_sided(component, box)
+        return judged[key]
+
+    def _judged_one_sided(component: np.ndarray, box: tuple[slice, ...]) -> bool:
         if float((component.sum(axis=(1, 2)) * voxel_ml[box[0]]).sum()) < SIDE_MIN_ML:
             return False
         contrast = side_contrast_hu(hu, cavity, component, box, geometry.pixel_spacing)

@@ -1,6 +1,7 @@
 """benchmarks/rule_replay.py: the networks' outputs kept once, the threshold and the rules applied again, give
 what `ichvol evaluate` gives with the same settings (a real, tiny, untrained model folder; synthetic cases)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import pytest
 from model_phantoms import write_untrained_model
 from test_evaluate_cli import TINY
 
+from ichvol.models.config import CascadeSettings
+from ichvol.models.predictor import AFTER_NETWORK_SETTINGS
 from ichvol.nifti import write_volume
 from ichvol.synth import SynthOptions, generate_case
 
@@ -70,3 +73,9 @@ def test_a_setting_the_networks_depend_on_is_refused(tmp_path, testset):
 def test_scoring_without_a_cache_is_a_clear_error(tmp_path, testset):
     done = _run(SCRIPT, "score", testset, tmp_path / "nowhere")
     assert done.returncode != 0 and "is not a cache written by" in done.stderr
+
+
+def test_the_replayable_settings_are_cascade_settings():
+    known = {field.name for field in dataclasses.fields(CascadeSettings)}
+    assert set(AFTER_NETWORK_SETTINGS) <= known
+    assert "stage1_min_probability" not in AFTER_NETWORK_SETTINGS and "roi_margin_mm" not in AFTER_NETWORK_SETTINGS
