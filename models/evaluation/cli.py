@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ichvol.errors import InputError
 
-from .report import TABLE_HEADER, table_rows, uncertainty_lines, write_report
+from .report import BY_VOLUME_HEADER, TABLE_HEADER, by_volume_rows, dsc_interval_line, table_rows, write_report
 from .run import evaluate_testset
 from .summary import summarize, summary_dict
 from .testset import load_testset
@@ -89,11 +89,14 @@ def evaluate_command(
     for cells in table_rows(rows):
         table.add_row(*cells)
     console.print(table)
-    console.print(uncertainty_lines(summary)[0])
-    console.print("By true volume: " + "; ".join(
-        f"{b['range_ml']}: {b['n_cases']} cases, DSC "
-        + ("n/a" if b["dsc_mean"] is None else f"{100 * b['dsc_mean']:.1f}%")
-        for b in summary["dsc_by_true_volume"]))
+    console.print(dsc_interval_line(summary))
+    if summary["dsc_mean"] is not None:
+        by_volume = Table(title="By true volume")
+        for header in BY_VOLUME_HEADER:
+            by_volume.add_column(header, justify="left" if header == "true volume" else "right")
+        for cells in by_volume_rows(summary):
+            by_volume.add_row(*cells)
+        console.print(by_volume)
     refused = [r.name for r in results if r.refused]
     if refused:
         console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "

@@ -95,20 +95,33 @@ def table_rows(rows: Sequence[GroupSummary]) -> list[tuple[str, ...]]:
     ]
 
 
-def uncertainty_lines(summary: dict) -> list[str]:
-    """The bootstrap interval of the mean Dice and the mean Dice by true volume, as Markdown lines (also
-    printed by the CLI)."""
+BY_VOLUME_HEADER = ("true volume", "cases", "DSC %", "recall %")
+
+
+def by_volume_rows(summary: dict) -> list[tuple[str, ...]]:
+    """The mean Dice and recall by true volume, one row of `BY_VOLUME_HEADER` cells per volume range."""
+    return [(b["range_ml"], str(b["n_cases"]), _fmt(b["dsc_mean"], scale=100), _fmt(b["recall_mean"], scale=100))
+            for b in summary["dsc_by_true_volume"]]
+
+
+def dsc_interval_line(summary: dict) -> str:
+    """The mean Dice with its bootstrap interval over cases, in one sentence."""
+    if summary.get("dsc_mean") is None:
+        return "No case holds hemorrhage: no Dice to report."
     interval = summary.get("dsc_mean_ci95")
     n_bleeding = sum(b["n_cases"] for b in summary.get("dsc_by_true_volume", []))
-    if summary.get("dsc_mean") is None:
-        return ["No case holds hemorrhage: no Dice to report."]
     spread = (f" (95% bootstrap interval over cases {_fmt(interval[0], scale=100)}-{_fmt(interval[1], scale=100)}%)"
               if interval else "")
-    lines = [f"Mean DSC {_fmt(summary['dsc_mean'], scale=100)}%{spread}, over {n_bleeding} cases with hemorrhage.",
-             "", "| true volume | cases | DSC % | recall % |", "| --- | --- | --- | --- |"]
-    lines += [f"| {b['range_ml']} | {b['n_cases']} | {_fmt(b['dsc_mean'], scale=100)} | "
-              f"{_fmt(b['recall_mean'], scale=100)} |" for b in summary["dsc_by_true_volume"]]
-    return lines
+    return f"Mean DSC {_fmt(summary['dsc_mean'], scale=100)}%{spread}, over {n_bleeding} cases with hemorrhage."
+
+
+def uncertainty_lines(summary: dict) -> list[str]:
+    """The bootstrap interval of the mean Dice and the mean Dice by true volume, as Markdown lines."""
+    if summary.get("dsc_mean") is None:
+        return [dsc_interval_line(summary)]
+    return [dsc_interval_line(summary), "",
+            "| " + " | ".join(BY_VOLUME_HEADER) + " |", "|" + "|".join(" --- " for _ in BY_VOLUME_HEADER) + "|",
+            *("| " + " | ".join(cells) + " |" for cells in by_volume_rows(summary))]
 
 
 def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], summary: dict, *, title: str) -> None:
