@@ -6,8 +6,8 @@ import logging
 import sys
 
 import typer
-from rich.console import Console
 
+from ..console import output_console
 from ..errors import IchvolError
 from . import encode_cmd, model_cmd, service_cmd, synth_cmd
 
@@ -22,7 +22,7 @@ app = typer.Typer(
 for module in (synth_cmd, encode_cmd, model_cmd, service_cmd):
     module.register(app)
 
-err_console = Console(stderr=True)
+err_console = output_console(stderr=True)
 
 
 def main() -> None:

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ..console import output_console
 
 if TYPE_CHECKING:
     from ..results import ResultFiles
 
-console = Console()
+console = output_console()
 
 
 def results_table(result: ResultFiles) -> Table:

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..config import Config, load_config
+from ..console import output_console
 from ..errors import InputError
 
-console = Console()
+console = output_console()
 log = logging.getLogger(__name__)
 
 ConfigOption = Annotated[

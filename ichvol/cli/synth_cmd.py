@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..console import output_console
 from ..errors import InputError
 from ..labels import Hemorrhage
 
-console = Console(stderr=True)
+console = output_console(stderr=True)
 ALL_TYPES = ",".join(Hemorrhage.__members__)
 FORMAT_CHOICES = {"dicom": ("dicom",), "nifti": ("nifti",), "both": ("dicom", "nifti")}
 

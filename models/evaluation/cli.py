@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ichvol.console import output_console
 from ichvol.errors import InputError
 
 from .report import BY_VOLUME_HEADER, TABLE_HEADER, by_volume_rows, dsc_interval_line, table_rows, write_report
@@ -50,7 +50,7 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Segment every case of a labelled test set and compare volumes with the truth and with ABC/2."""
-    console = Console()
+    console = output_console()
     overrides = parse_settings(settings or [])
     tests = load_testset(testset)  # checks every file before the model is loaded
     if out.exists() and not out.is_dir():
