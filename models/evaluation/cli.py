@@ -83,20 +83,10 @@ def evaluate_command(
     summary = summary_dict(results, binary=tests.binary, extra=extra)
     write_report(out, results, rows, summary, title=title)
 
-    table = Table(title=f"{title} ({len(results)} cases)")
-    for header in TABLE_HEADER:
-        table.add_column(header, justify="left" if header == "group" else "right")
-    for cells in table_rows(rows):
-        table.add_row(*cells)
-    console.print(table)
+    console.print(_rich_table(f"{title} ({len(results)} cases)", TABLE_HEADER, table_rows(rows)))
     console.print(dsc_interval_line(summary))
     if summary["dsc_mean"] is not None:
-        by_volume = Table(title="By true volume")
-        for header in BY_VOLUME_HEADER:
-            by_volume.add_column(header, justify="left" if header == "true volume" else "right")
-        for cells in by_volume_rows(summary):
-            by_volume.add_row(*cells)
-        console.print(by_volume)
+        console.print(_rich_table("By true volume", BY_VOLUME_HEADER, by_volume_rows(summary)))
     refused = [r.name for r in results if r.refused]
     if refused:
         console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "
@@ -122,3 +112,13 @@ def parse_settings(assignments: list[str]) -> dict[str, object]:
 
 def register_evaluate(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_command)
+
+
+def _rich_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """The rows under `header`: the first column (the row's name) left-aligned, the figures right-aligned."""
+    table = Table(title=title)
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index == 0 else "right")
+    for cells in rows:
+        table.add_row(*cells)
+    return table

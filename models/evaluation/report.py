@@ -119,18 +119,20 @@ def uncertainty_lines(summary: dict) -> list[str]:
     """The bootstrap interval of the mean Dice and the mean Dice by true volume, as Markdown lines."""
     if summary.get("dsc_mean") is None:
         return [dsc_interval_line(summary)]
-    return [dsc_interval_line(summary), "",
-            "| " + " | ".join(BY_VOLUME_HEADER) + " |", "|" + "|".join(" --- " for _ in BY_VOLUME_HEADER) + "|",
-            *("| " + " | ".join(cells) + " |" for cells in by_volume_rows(summary))]
+    return [dsc_interval_line(summary), "", *markdown_table(BY_VOLUME_HEADER, by_volume_rows(summary))]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row of cells."""
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|",
+            *("| " + " | ".join(cells) + " |" for cells in rows)]
 
 
 def write_summary_markdown(path: Path, rows: Sequence[GroupSummary], summary: dict, *, title: str) -> None:
     lines = [
         f"# {title}",
         "",
-        "| " + " | ".join(TABLE_HEADER) + " |",
-        "|" + "|".join(" --- " for _ in TABLE_HEADER) + "|",
-        *("| " + " | ".join(cells) + " |" for cells in table_rows(rows)),
+        *markdown_table(TABLE_HEADER, table_rows(rows)),
         "",
         "Overlap means are over cases whose truth holds hemorrhage; volume MAE over all cases of the group.",
         "ABC/2 is computed from the ground-truth mask (plain C and Kothari's weighted C); improvement is",
