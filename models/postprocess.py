@@ -76,10 +76,8 @@ def _cavity(hu_slice: np.ndarray, pixel_spacing: tuple[float, float]) -> np.ndar
         return None
     radius = max(1, int(round(CLOSING_MM / pixel_mm)))
     # Closed and filled around the bone only: past 2 radii of it both give what they give on the whole slice.
-    rows, columns = np.flatnonzero(solid.any(axis=1)), np.flatnonzero(solid.any(axis=0))
-    margin = 2 * radius + 1
-    near = (slice(max(0, rows[0] - margin), rows[-1] + margin + 1),
-            slice(max(0, columns[0] - margin), columns[-1] + margin + 1))
+    bone_box = ndimage.find_objects(solid.astype(np.uint8))[0]
+    near = _grown_in_plane((slice(0, 1), *bone_box), (1, *solid.shape), 2 * radius + 1)[1:]
     bone = np.zeros_like(solid)
     bone[near] = ndimage.binary_closing(solid[near], _disk(radius))
     enclosed = np.zeros_like(solid)
