@@ -115,9 +115,10 @@ class CascadePredictor:
         return AlgorithmInfo(name=self.config.name, version=self.config.version)
 
     def predict(self, image: CTImage) -> Prediction:
-        outputs = self.network_outputs(image)
+        hu = _checked_hu(image)
+        outputs = self._network_outputs(hu, image.geometry)
         start = time.perf_counter()
-        labels = self.labels_from(outputs, image)
+        labels = self._labels(outputs, hu, image.geometry)
         rules = time.perf_counter() - start
         log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s, rules %.2f s", len(outputs.rois),
                  outputs.seconds_stage1, outputs.seconds_stage2, rules)
@@ -131,8 +132,9 @@ class CascadePredictor:
 
     def network_outputs(self, image: CTImage) -> NetworkOutputs:
         """Both networks on one image, before the stage-2 threshold and the rules (`labels_from` applies them)."""
-        hu = _checked_hu(image)
-        geometry = image.geometry
+        return self._network_outputs(_checked_hu(image), image.geometry)
+
+    def _network_outputs(self, hu: np.ndarray, geometry: VolumeGeometry) -> NetworkOutputs:
         start = time.perf_counter()
         if self.config.cascade.require_cranial_cavity and lacks_cranial_cavity(hu, geometry.pixel_spacing):
             raise NotAHeadCTError(
@@ -152,14 +154,16 @@ class CascadePredictor:
     def labels_from(self, outputs: NetworkOutputs, image: CTImage) -> np.ndarray:
         """The label map of `outputs` (from `network_outputs` on `image`): stage 2's threshold, then the rules, as
         this predictor's settings say."""
-        hu = _checked_hu(image)
+        return self._labels(outputs, _checked_hu(image), image.geometry)
+
+    def _labels(self, outputs: NetworkOutputs, hu: np.ndarray, geometry: VolumeGeometry) -> np.ndarray:
         labels = np.zeros(hu.shape, dtype=np.uint8)
         for roi in outputs.rois:
             found = roi.labels(self.config.cascade.stage2_min_probability)
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[roi.box]
             region[found > 0] = found[found > 0]
-        apply_rules(labels, hu, image.geometry, outputs.findings, self.config.cascade)
+        apply_rules(labels, hu, geometry, outputs.findings, self.config.cascade)
         return labels
 
     def predict_single_stage(self, image: CTImage, stage: int = 2) -> Prediction:
