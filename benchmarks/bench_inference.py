@@ -130,32 +130,19 @@ def summarise(result: dict) -> dict:
 
 
 def print_table(results: list[dict], header: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from ichvol.console import figures_table, output_console
 
     memory = "peak CUDA MB" if header["device"].startswith("cuda") else "peak RSS MB"
-    table = Table(
-        title=f"Inference on {header['study']['shape_zyx']} ({header['device']}, "
-        f"{header['threads']} threads, load average {header['load_average_1_5_15'][0]})"
-    )
+    title = (f"Inference on {header['study']['shape_zyx']} ({header['device']}, "
+             f"{header['threads']} threads, load average {header['load_average_1_5_15'][0]})")
     # seconds are medians over the runs
-    for column in (
-        "variant",
-        "stage 1 s",
-        "stage 2 s",
-        "total s",
-        "runs",
-        "first run s",
-        "MB after load",
-        memory,
-        "ROIs",
-        "predicted ml",
-    ):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+    columns = ("variant", "stage 1 s", "stage 2 s", "total s", "runs", "first run s", "MB after load", memory, "ROIs",
+               "predicted ml")
+    rows = []
     for r in results:
         peak = r.get("peak_cuda_allocated_mb", r["peak_rss_mb"])
         m = r["median_seconds"]
-        table.add_row(
+        rows.append((
             r["variant"],
             f"{m['stage1']:.2f}",
             f"{m['stage2']:.2f}",
@@ -166,8 +153,8 @@ def print_table(results: list[dict], header: dict) -> None:
             f"{peak:.0f}",
             str(r["runs"][-1]["rois"]),
             f"{r['runs'][-1]['predicted_ml']:.2f}",
-        )
-    Console().print(table)
+        ))
+    output_console().print(figures_table(title, columns, rows))
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ import json
 import logging
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from ichvol.console import output_console
 from ichvol.dicom import load_ct_image
 from ichvol.errors import NotAHeadCTError
 from ichvol.labels import Hemorrhage
@@ -79,7 +79,7 @@ def main() -> None:
             "-" if refused else str(row["lesions"]),
             "-" if refused else f"{row['seconds']:.1f}",
         )
-    Console().print(table)
+    output_console().print(table)
     if args.json:
         args.json.write_text(
             json.dumps(

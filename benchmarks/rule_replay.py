@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.progress import track
-from rich.table import Table
 
+from ichvol.console import figures_table, output_console
 from ichvol.errors import NotAHeadCTError
 from ichvol.models import default_model_path
 from ichvol.models.config import ModelConfig
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="score: write every variant's summary here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    console = Console()
+    console = output_console()
     if args.command == "cache":
         read_config(args.model or default_model_path())  # a clear error for a folder that is no model
         cache(args.testset, args.cache, args.model or default_model_path(), parse_settings(args.settings), console)
@@ -133,15 +133,15 @@ def main() -> None:
     if not (args.cache / STAMP).exists():
         sys.exit(f"{args.cache} is not a cache written by `rule_replay.py cache`")
     summaries = score(args.testset, args.cache, parse_variants(args.variant), args.workers)
-    table = Table(title=f"{args.testset} ({summaries[AS_SHIPPED]['n_cases']} cases)")
-    for header in ("variant", "mean DSC", "95% interval", "precision", "recall", "volume MAE ml",
-                   "false ml, hemorrhage-free"):
-        table.add_column(header, justify="left" if header == "variant" else "right")
+    header = ("variant", "mean DSC", "95% interval", "precision", "recall", "volume MAE ml",
+              "false ml, hemorrhage-free")
+    rows = []
     for name, summary in summaries.items():
         interval = summary.get("dsc_mean_ci95")
-        table.add_row(name, _fmt(summary["dsc_mean"]), "-" if not interval else f"{interval[0]:.3f}-{interval[1]:.3f}",
-                      _fmt(summary["precision_mean"]), _fmt(summary["recall_mean"]),
-                      _fmt(summary["volume_mae_ml_model"]), _fmt(summary["false_positive_ml_mean_hemorrhage_free"]))
+        rows.append((name, _fmt(summary["dsc_mean"]), "-" if not interval else f"{interval[0]:.3f}-{interval[1]:.3f}",
+                     _fmt(summary["precision_mean"]), _fmt(summary["recall_mean"]),
+                     _fmt(summary["volume_mae_ml_model"]), _fmt(summary["false_positive_ml_mean_hemorrhage_free"])))
+    table = figures_table(f"{args.testset} ({summaries[AS_SHIPPED]['n_cases']} cases)", header, rows)
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=1, default=lambda o: asdict(o)))

@@ -11,6 +11,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.table import Table
 
 LOG_WIDTH = 160
 
@@ -19,3 +20,13 @@ def output_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=stderr, width=LOG_WIDTH if wide else None)
+
+
+def figures_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """The rows under `header`: the first column (the row's name) left-aligned, the figures right-aligned."""
+    table = Table(title=title)
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index == 0 else "right")
+    for cells in rows:
+        table.add_row(*cells)
+    return table

@@ -9,9 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ichvol.console import output_console
+from ichvol.console import figures_table, output_console
 from ichvol.errors import InputError
 
 from .report import BY_VOLUME_HEADER, TABLE_HEADER, by_volume_rows, dsc_interval_line, table_rows, write_report
@@ -83,10 +82,10 @@ def evaluate_command(
     summary = summary_dict(results, binary=tests.binary, extra=extra)
     write_report(out, results, rows, summary, title=title)
 
-    console.print(_rich_table(f"{title} ({len(results)} cases)", TABLE_HEADER, table_rows(rows)))
+    console.print(figures_table(f"{title} ({len(results)} cases)", TABLE_HEADER, table_rows(rows)))
     console.print(dsc_interval_line(summary))
     if summary["dsc_mean"] is not None:
-        console.print(_rich_table("By true volume", BY_VOLUME_HEADER, by_volume_rows(summary)))
+        console.print(figures_table("By true volume", BY_VOLUME_HEADER, by_volume_rows(summary)))
     refused = [r.name for r in results if r.refused]
     if refused:
         console.print(f"[yellow]{len(refused)} case(s) refused by the model as not a head CT, scored as finding "
@@ -112,13 +111,3 @@ def parse_settings(assignments: list[str]) -> dict[str, object]:
 
 def register_evaluate(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_command)
-
-
-def _rich_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
-    """The rows under `header`: the first column (the row's name) left-aligned, the figures right-aligned."""
-    table = Table(title=title)
-    for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 else "right")
-    for cells in rows:
-        table.add_row(*cells)
-    return table
