@@ -162,7 +162,10 @@ def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spac
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     probs = resize(stage_probabilities(network, image, config.stage2, config.cascade), crop.shape)
-    foreground, kind = _foreground_and_kind(probs, type_prior, config.cascade.stage1_type_prior_labels)
+    cascade = config.cascade
+    foreground, kind = _foreground_and_kind(probs, type_prior, cascade.stage1_type_prior_labels)
+    if type_prior is not None and cascade.stage1_type_split_labels is not None:
+        split_types(kind, probs[1:], type_prior, cascade.stage1_type_split_labels, cascade.stage1_type_split_exponent)
     return RoiOutput(box, foreground, kind)
 
 
@@ -183,6 +186,19 @@ def _foreground_and_kind(probabilities: torch.Tensor, type_prior: torch.Tensor |
 
 def _thresholded(foreground: np.ndarray, kind: np.ndarray, min_probability: float) -> np.ndarray:
     return np.where(foreground >= min_probability, kind, 0).astype(np.uint8)
+
+
+def split_types(kind: np.ndarray, types: torch.Tensor, prior: torch.Tensor, group: tuple[int, ...],
+                exponent: float) -> None:
+    """Give (in place) each voxel of `kind` (label values) that holds one of `group` the one of `group` with the most
+    stage 2 type probability (`types`, C - 1, z, y, x) times stage 1's (`prior`, same shape) ** `exponent`. Voxels of
+    other types, and which voxels hold one of `group`, are unchanged."""
+    inside = np.isin(kind, group)
+    if not inside.any():
+        return
+    index = [label - 1 for label in group]
+    chosen = (types[index] * prior[index].clamp_min(1e-12) ** exponent).argmax(0).numpy()
+    kind[inside] = np.asarray(group, dtype=kind.dtype)[chosen[inside]]
 
 
 def weigh_types(types: torch.Tensor, prior: torch.Tensor, among: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -149,6 +149,13 @@ class CascadeSettings:
     # collection, which stage 1 sees; whether blood is parenchymal, ventricular or subarachnoid, stage 2's finer
     # pixels tell better, and stage 1's coarse types would overrule it.
     stage1_type_prior_types: tuple[str, ...] | None = None
+    # A second use of the prior (with `stage1_type_prior` on), after the first: a voxel whose type is one of these
+    # keeps a type among them, the one of most stage 2 x stage 1 ** `stage1_type_split_exponent`. ["IPH", "IVH"]:
+    # stage 2's 1 mm pixels see blood but not always the ventricle wall it crosses; stage 1 sees where in the head
+    # the blood lies. Stage 1 is sure of its types (near 0 or 1), hence an exponent well under 1: a nudge where
+    # stage 2 hesitates. Other types are never moved into or out of the group. None: off.
+    stage1_type_split_types: tuple[str, ...] | None = None
+    stage1_type_split_exponent: float = 1.0
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
 
     def __post_init__(self) -> None:
@@ -158,6 +165,15 @@ class CascadeSettings:
         if self.stage1_type_prior_types is not None:
             object.__setattr__(self, "stage1_type_prior_types", tuple(self.stage1_type_prior_types))
             self.stage1_type_prior_labels  # noqa: B018
+        if self.stage1_type_split_types is not None:
+            object.__setattr__(self, "stage1_type_split_types", tuple(self.stage1_type_split_types))
+            self.stage1_type_split_labels  # noqa: B018
+            if not self.stage1_type_prior:
+                raise ValueError("stage1_type_split_types needs stage1_type_prior: the split weighs by stage 1's types")
+            if len(self.stage1_type_split_labels) < 2:
+                raise ValueError("stage1_type_split_types: name two or more types to split between")
+        if self.stage1_type_split_exponent <= 0:
+            raise ValueError(f"stage1_type_split_exponent must be positive, got {self.stage1_type_split_exponent}")
 
     @property
     def film_labels(self) -> tuple[int, ...]:
@@ -166,6 +182,10 @@ class CascadeSettings:
     @property
     def stage1_type_prior_labels(self) -> tuple[int, ...] | None:
         return None if self.stage1_type_prior_types is None else _type_labels(self.stage1_type_prior_types)
+
+    @property
+    def stage1_type_split_labels(self) -> tuple[int, ...] | None:
+        return None if self.stage1_type_split_types is None else _type_labels(self.stage1_type_split_types)
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:

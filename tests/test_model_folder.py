@@ -199,6 +199,10 @@ def test_blend_cli(tmp_path):
     ({"stage1_type_prior": True, "stage1_type_prior_types": ["SDH", "EDH"], "retype_detached_extra_axial": True},
      "between SDH and EDH the one both stages agree on most (stage 1 sees the whole collection); a subdural or "
      "epidural region that touches no bone takes the type around it."),
+    ({"stage1_type_prior": True, "stage1_type_prior_types": ["SDH", "EDH"], "stage1_type_split_types": ["IPH", "IVH"],
+      "stage1_type_split_exponent": 0.1},
+     "(stage 1 sees the whole collection); a voxel typed IPH or IVH takes the one of them with most stage 2 x "
+     "stage 1 ** 0.1 (stage 1 sees where in the head the blood lies)."),
 ])
 def test_model_card_says_how_a_voxel_is_typed(tmp_path, cascade, expected):
     from ichvol.models.card import write_model_card

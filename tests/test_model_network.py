@@ -117,6 +117,10 @@ def test_inference_settings_are_replaced_and_checked_as_a_config_file_is():
     ({"cascade.intracranial_gate": None}, "may not be null"),
     ({"cascade.rim_growth_types": ["SDX"]}, "unknown hemorrhage type"),
     ({"cascade.stage1_type_prior_types": ["EDH", "epidural"]}, "unknown hemorrhage type"),
+    ({"cascade.stage1_type_prior": False, "cascade.stage1_type_split_types": ["IPH", "IVH"]},
+     "needs stage1_type_prior"),
+    ({"cascade.stage1_type_prior": True, "cascade.stage1_type_split_types": ["IPH"]}, "two or more types"),
+    ({"cascade.stage1_type_prior": True, "cascade.stage1_type_split_exponent": 0}, "must be positive"),
     ({"stage2.patch_size": [16, 100, 100]}, "not divisible"),
 ])
 def test_unusable_inference_settings_are_refused_with_the_reason(settings, message):

@@ -9,7 +9,7 @@ from model_phantoms import TINY_CONFIG, constant_predictor, ct_image, one_torch_
 
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.models.cascade import Stage1Findings, hemorrhage_labels, roi_boxes, weigh_types
+from ichvol.models.cascade import Stage1Findings, hemorrhage_labels, roi_boxes, split_types, weigh_types
 from ichvol.models.config import CascadeSettings, ModelConfig
 from ichvol.models.preprocess import foreground_boxes, head_box, resize
 
@@ -185,6 +185,23 @@ def test_a_prior_among_some_types_only_splits_those():
     assert weighed[4, 0, 0, 0] / weighed[3, 0, 0, 0] == pytest.approx((0.35 * 0.6) / (0.5 * 0.1))
 
 
+def test_a_split_moves_voxels_only_between_its_types_and_only_where_stage2_hesitates():
+    """Stage 1 says IVH everywhere, near certain. Split between IPH and IVH with a small exponent, the voxel stage 2
+    calls IPH by a hair turns IVH, the one it is sure of stays IPH, and the SAH voxel (IVH second) stays SAH."""
+    types = torch.zeros(5, 1, 1, 3)
+    types[:, 0, 0, 0] = torch.tensor([0.46, 0.44, 0.1, 0.0, 0.0])  # IPH by a hair
+    types[:, 0, 0, 1] = torch.tensor([0.9, 0.05, 0.05, 0.0, 0.0])  # surely IPH
+    types[:, 0, 0, 2] = torch.tensor([0.0, 0.4, 0.6, 0.0, 0.0])  # SAH, IVH second
+    prior = torch.zeros(5, 1, 1, 3)
+    prior[:2] = torch.tensor([0.001, 0.999])[:, None, None, None]
+    kind = (types.argmax(0) + 1).numpy().astype(np.uint8)
+    assert kind.ravel().tolist() == [Hemorrhage.IPH, Hemorrhage.IPH, Hemorrhage.SAH]
+    split_types(kind, types, prior, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), exponent=0.1)
+    assert kind.ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IPH, Hemorrhage.SAH]
+    split_types(kind, types, prior, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), exponent=1.0)
+    assert kind.ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IVH, Hemorrhage.SAH]  # a full prior overrules
+
+
 def test_with_the_stage1_type_prior_the_cascade_types_by_both_stages():
     image, _ = ct_image((9, 64, 64))
     predictor = constant_predictor(Hemorrhage.IVH, Hemorrhage.IPH)
@@ -195,6 +212,23 @@ def test_with_the_stage1_type_prior_the_cascade_types_by_both_stages():
     predictor.config = dataclasses.replace(
         predictor.config, cascade=dataclasses.replace(predictor.config.cascade, stage1_type_prior=True))
     both = predictor.predict(image).labels
+    assert set(np.unique(both)) == {0, int(Hemorrhage.IVH)} and ((both > 0) == (alone > 0)).all()
+
+
+def test_the_cascade_splits_iph_from_ivh_by_both_stages_when_set():
+    """Stage 2 hesitates between IPH and IVH (IPH ahead), stage 1 is sure of IVH: with the prior on for SDH/EDH
+    only the voxels stay IPH; with the IPH/IVH split added they turn IVH, the hemorrhage mask unchanged."""
+    image, _ = ct_image((9, 64, 64))
+    predictor = constant_predictor(Hemorrhage.IVH, Hemorrhage.IPH)
+    with torch.no_grad():
+        predictor.networks[2].output_block.conv.conv.bias[Hemorrhage.IVH] = 9.0
+    prior_only = predictor.with_inference_settings({"cascade.stage1_type_prior": True,
+                                                    "cascade.stage1_type_prior_types": ["SDH", "EDH"]})
+    alone = prior_only.predict(image).labels
+    assert set(np.unique(alone)) == {0, int(Hemorrhage.IPH)}
+    split = prior_only.with_inference_settings({"cascade.stage1_type_split_types": ["IPH", "IVH"],
+                                                "cascade.stage1_type_split_exponent": 0.1})
+    both = split.predict(image).labels
     assert set(np.unique(both)) == {0, int(Hemorrhage.IVH)} and ((both > 0) == (alone > 0)).all()
 
 
