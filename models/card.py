@@ -162,7 +162,7 @@ def _typing(config: ModelConfig) -> str:
     else:
         text = (f"stage 2's most probable type; between {' and '.join(cascade.stage1_type_prior_types)} the one both "
                 "stages agree on most (stage 1 sees the whole collection)")
-    if cascade.stage1_type_prior and cascade.stage1_type_split_types is not None:
+    if cascade.stage1_type_split_types is not None:  # the config refuses a split without the prior
         text += (f"; a voxel typed {' or '.join(cascade.stage1_type_split_types)} takes the one of them with most "
                  f"stage 2 x stage 1 ** {cascade.stage1_type_split_exponent:g} (stage 1 sees where in the head the "
                  "blood lies)")
