@@ -88,6 +88,10 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         lines.append(f"- Fine-tuned: each stage started from the weights of {training['initialised_from']}.")
     if training.get("unchanged_from"):
         lines.append(f"- Not trained here, weights taken unchanged: {training['unchanged_from']}.")
+    if training.get("type_network"):
+        donor = training["type_network"]
+        lines.append(f"- Type network (`ichvol type-network`): the stage 2 of {donor.get('model', '?')} "
+                     f"(from {donor.get('from', '?')}), settling {' and '.join(donor.get('types', []))}.")
     for blend in training.get("blended", []):
         lines.append(f"- Stage {blend['stage']} weights blended (`ichvol blend`, WiSE-FT): {blend['alpha']} x "
                      f"{blend['fine_tuned']} + {1 - blend['alpha']:g} x {blend.get('base_model', blend['base'])}.")
@@ -162,6 +166,10 @@ def _typing(config: ModelConfig) -> str:
     else:
         text = (f"stage 2's most probable type; between {' and '.join(cascade.stage1_type_prior_types)} the one both "
                 "stages agree on most (stage 1 sees the whole collection)")
+    if cascade.type_ensemble_types is not None:
+        text += (f"; a voxel typed {' or '.join(cascade.type_ensemble_types)} takes the one of them with most "
+                 "geometric mean of stage 2's type probabilities and those of a second stage-2 network "
+                 "(stage2_types.pt, asked about types only)")
     if cascade.stage1_type_split_types is not None:  # the config refuses a split without the prior
         text += (f"; a voxel typed {' or '.join(cascade.stage1_type_split_types)} takes the one of them with most "
                  f"stage 2 x stage 1 ** {cascade.stage1_type_split_exponent:g} (stage 1 sees where in the head the "

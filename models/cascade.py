@@ -156,16 +156,23 @@ class RoiOutput:
 
 
 def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
-                  config: ModelConfig, type_prior: torch.Tensor | None = None) -> RoiOutput:
+                  config: ModelConfig, type_prior: torch.Tensor | None = None,
+                  type_network: torch.nn.Module | None = None) -> RoiOutput:
     """Stage 2 on one ROI. `type_prior`: other type probabilities (C - 1, z, y, x) on the ROI's grid (stage 1's) to
-    weigh stage 2's types with (see `weigh_types`)."""
+    weigh stage 2's types with (see `weigh_types`). `type_network`: a second stage-2 network that settles the
+    types of `cascade.type_ensemble_types` with it (geometric mean of the two networks' type probabilities)."""
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
-    probs = resize(stage_probabilities(network, image, config.stage2, config.cascade), crop.shape)
     cascade = config.cascade
+    probs = resize(stage_probabilities(network, image, config.stage2, cascade), crop.shape)
     foreground, kind = _foreground_and_kind(probs, type_prior, cascade.stage1_type_prior_labels)
+    types = probs[1:]
+    if type_network is not None and cascade.type_ensemble_labels is not None:
+        second = resize(stage_probabilities(type_network, image, config.stage2, cascade), crop.shape)
+        types = (types * second[1:]).sqrt()
+        split_types(kind, types, cascade.type_ensemble_labels)
     if type_prior is not None and cascade.stage1_type_split_labels is not None:
-        split_types(kind, probs[1:], type_prior, cascade.stage1_type_split_labels, cascade.stage1_type_split_exponent)
+        split_types(kind, types, cascade.stage1_type_split_labels, type_prior, cascade.stage1_type_split_exponent)
     return RoiOutput(box, foreground, kind)
 
 
@@ -188,16 +195,17 @@ def _thresholded(foreground: np.ndarray, kind: np.ndarray, min_probability: floa
     return np.where(foreground >= min_probability, kind, 0).astype(np.uint8)
 
 
-def split_types(kind: np.ndarray, types: torch.Tensor, prior: torch.Tensor, group: tuple[int, ...],
-                exponent: float) -> None:
+def split_types(kind: np.ndarray, types: torch.Tensor, group: tuple[int, ...], prior: torch.Tensor | None = None,
+                exponent: float = 1.0) -> None:
     """Give (in place) each voxel of `kind` (label values) that holds one of `group` the one of `group` with the most
-    stage 2 type probability (`types`, C - 1, z, y, x) times stage 1's (`prior`, same shape) ** `exponent`. Voxels of
-    other types, and which voxels hold one of `group`, are unchanged."""
+    type probability (`types`, C - 1, z, y, x), times stage 1's (`prior`, same shape) ** `exponent` when given.
+    Voxels of other types, and which voxels hold one of `group`, are unchanged."""
     inside = np.isin(kind, group)
     if not inside.any():
         return
     index = [label - 1 for label in group]
-    chosen = (types[index] * prior[index].clamp_min(1e-12) ** exponent).argmax(0).numpy()
+    weighed = types[index] if prior is None else types[index] * prior[index].clamp_min(1e-12) ** exponent
+    chosen = weighed.argmax(0).numpy()
     kind[inside] = np.asarray(group, dtype=kind.dtype)[chosen[inside]]
 
 

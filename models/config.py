@@ -156,6 +156,13 @@ class CascadeSettings:
     # stage 2 hesitates. Other types are never moved into or out of the group. None: off.
     stage1_type_split_types: tuple[str, ...] | None = None
     stage1_type_split_exponent: float = 1.0
+    # A second stage-2 network (`stage2_types.pt` in the model folder, stage 2's architecture: a fine-tuning toward
+    # the types stage 2 confuses) settles the type of the voxels stage 2 types one of these: the one of most
+    # geometric mean of the two networks' type probabilities, which the split above then weighs. Which voxels are
+    # hemorrhage, and which hold one of these types, stays stage 2's alone; types the rules tell apart (SDH and EDH
+    # for the film rule) are refused, so the mask changes only where a component of mixed types gets another most
+    # common type (which the film rule reads). None: off, and no file.
+    type_ensemble_types: tuple[str, ...] | None = None
     type_threshold_ml: float = 0.1  # a type counts for the study's type when its volume passes this
 
     def __post_init__(self) -> None:
@@ -172,8 +179,23 @@ class CascadeSettings:
                 raise ValueError("stage1_type_split_types needs stage1_type_prior: the split weighs by stage 1's types")
             if len(self.stage1_type_split_labels) < 2:
                 raise ValueError("stage1_type_split_types: name two or more types to split between")
+        if self.type_ensemble_types is not None:
+            object.__setattr__(self, "type_ensemble_types", tuple(self.type_ensemble_types))
+            if len(self.type_ensemble_labels) < 2:
+                raise ValueError("type_ensemble_types: name two or more types to settle between")
+            self._check_rules_treat_alike(self.type_ensemble_types)
         if self.stage1_type_split_exponent <= 0:
             raise ValueError(f"stage1_type_split_exponent must be positive, got {self.stage1_type_split_exponent}")
+
+    def _check_rules_treat_alike(self, types: tuple[str, ...]) -> None:
+        """A second network may move voxels between `types` only where no rule tells them apart: otherwise the
+        mask would change with their type."""
+        if set(types) & set(self.film_types):
+            raise ValueError(f"type_ensemble_types: {', '.join(sorted(set(types) & set(self.film_types)))} is "
+                             "judged by the film rule; moving voxels into or out of it would change the mask")
+        if self.rim_growth_types is not None and 0 < len(set(types) & set(self.rim_growth_types)) < len(set(types)):
+            raise ValueError("type_ensemble_types: the rim grows around some of these types only "
+                             "(rim_growth_types); moving voxels between them would change the mask")
 
     @property
     def film_labels(self) -> tuple[int, ...]:
@@ -186,6 +208,10 @@ class CascadeSettings:
     @property
     def stage1_type_split_labels(self) -> tuple[int, ...] | None:
         return None if self.stage1_type_split_types is None else _type_labels(self.stage1_type_split_types)
+
+    @property
+    def type_ensemble_labels(self) -> tuple[int, ...] | None:
+        return None if self.type_ensemble_types is None else _type_labels(self.type_ensemble_types)
 
     @property
     def rim_growth_labels(self) -> tuple[int, ...] | None:

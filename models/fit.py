@@ -20,7 +20,10 @@ from .folder import (
     CONFIG_FILE,
     STAGES,
     TRAINING_FILE,
+    TYPE_NETWORK,
     load_network,
+    network_keys,
+    network_stage,
     read_config,
     read_weights,
     stage_network,
@@ -60,6 +63,10 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     callbacks = callbacks or TrainCallbacks()
     out = Path(request.out)
     config = _effective_config(request)
+    if TYPE_NETWORK in network_keys(config) and request.init_from is None:
+        raise ConfigError("cascade.type_ensemble_types names a type network (stage2_types.pt) that training does not "
+                          "make: fine-tune with --init-from a model that has one, or train without the setting and "
+                          "add one with `ichvol type-network`")
     device = resolve_device(request.device)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     validation_folder = _validation_folder(request)
@@ -69,9 +76,11 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     info["data"] = _describe_data(request.data_dir, train_cases, val_cases, validation_folder)
     info["device"] = str(device)
     if request.init_from is not None:
-        for stage in (s for s in STAGES if s not in request.stages):
-            if _carry_weights(request.init_from, out, stage, config):
-                info.setdefault("unchanged_from", {})[f"stage{stage}"] = str(request.init_from)
+        carried = [s for s in STAGES if s not in request.stages] + [k for k in network_keys(config) if k not in STAGES]
+        for key in carried:
+            if _carry_weights(request.init_from, out, key, config):
+                info.setdefault("unchanged_from", {})[key if key == TYPE_NETWORK else f"stage{key}"] = str(
+                    request.init_from)
     for stage in request.stages:
         validator = _cascade_validator(config, stage, request.stages, out, val_cases, device)
         trainer = StageTrainer(config, stage, out, device, validator)
@@ -125,12 +134,13 @@ def _cascade_validator(config: ModelConfig, stage: int, stages: tuple[int, ...],
     return validator
 
 
-def _carry_weights(source: Path, out: Path, stage: int, config: ModelConfig) -> bool:
-    """Fine-tuning one stage: the other stage's weights come unchanged from the --init-from folder (checked
-    against this config), so that the output is a whole model. False when `out` already has them."""
+def _carry_weights(source: Path, out: Path, stage: int | str, config: ModelConfig) -> bool:
+    """Fine-tuning: the weights of a network not trained here (the other stage, the type network) come unchanged
+    from the --init-from folder (checked against this config), so that the output is a whole model. False when
+    `out` already has them."""
     if (out / weights_file(stage)).is_file():
         return False
-    write_weights(out, stage, read_weights(Path(source), stage, stage_network(config, stage)))
+    write_weights(out, stage, read_weights(Path(source), stage, stage_network(config, network_stage(stage))))
     log.info("stage %d: weights taken unchanged from %s", stage, source)
     return True
 

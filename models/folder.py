@@ -1,4 +1,5 @@
-"""A model folder: config.json, labels.json, stage1.pt, stage2.pt, training.json, metrics.csv, MODEL_CARD.md.
+"""A model folder: config.json, labels.json, stage1.pt, stage2.pt, training.json, metrics.csv, MODEL_CARD.md, and
+stage2_types.pt when the config settles some types with a second stage-2 network (`cascade.type_ensemble_types`).
 
 Loading checks that the weights fit the architecture the config describes and refuses the folder otherwise.
 """
@@ -23,10 +24,17 @@ CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.json"
 TRAINING_FILE = "training.json"
 STAGES = (1, 2)
+TYPE_NETWORK = "stage2_types"  # the key of the second stage-2 network in `load_networks`, and its file's stem
 
 
-def weights_file(stage: int) -> str:
-    return f"stage{stage}.pt"
+def weights_file(stage: int | str) -> str:
+    """`stage1.pt`, `stage2.pt`, or `stage2_types.pt` for TYPE_NETWORK."""
+    return f"{stage}.pt" if stage == TYPE_NETWORK else f"stage{stage}.pt"
+
+
+def network_stage(key: int | str) -> int:
+    """The stage whose architecture the network of `key` has (the type network is a stage-2 network)."""
+    return 2 if key == TYPE_NETWORK else int(key)
 
 
 def label_map() -> dict[str, str]:
@@ -39,7 +47,7 @@ def write_config(folder: Path, config: ModelConfig) -> None:
     (folder / LABELS_FILE).write_text(json.dumps(label_map(), indent=2) + "\n")
 
 
-def write_weights(folder: Path, stage: int, state_dict: dict) -> None:
+def write_weights(folder: Path, stage: int | str, state_dict: dict) -> None:
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, folder / weights_file(stage))
 
 
@@ -60,21 +68,28 @@ def stage_network(config: ModelConfig, stage: int) -> torch.nn.Module:
     return build_network(config.stage(stage), config.in_channels, config.num_classes)
 
 
-def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int, torch.nn.Module]:
-    """Both stage networks with their weights, in eval mode; ModelError when a file is missing or the weights
-    do not match the config (missing/unexpected keys, other shapes)."""
-    return {stage: load_network(folder, config, stage, device) for stage in STAGES}
+def network_keys(config: ModelConfig) -> tuple[int | str, ...]:
+    """The networks a model of `config` holds: both stages, and the type network when the config uses one."""
+    return STAGES + ((TYPE_NETWORK,) if config.cascade.type_ensemble_types is not None else ())
 
 
-def load_network(folder: Path, config: ModelConfig, stage: int, device: torch.device) -> torch.nn.Module:
-    """One stage's network with its weights from `folder`, in eval mode."""
-    network = stage_network(config, stage)
+def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int | str, torch.nn.Module]:
+    """Both stage networks (and the type network, when the config uses one) with their weights, in eval mode;
+    ModelError when a file is missing or the weights do not match the config (missing/unexpected keys, other
+    shapes)."""
+    return {key: load_network(folder, config, key, device) for key in network_keys(config)}
+
+
+def load_network(folder: Path, config: ModelConfig, stage: int | str, device: torch.device) -> torch.nn.Module:
+    """One network (a stage, or TYPE_NETWORK) with its weights from `folder`, in eval mode."""
+    network = stage_network(config, network_stage(stage))
     network.load_state_dict(read_weights(Path(folder), stage, network))
     return network.to(device).eval()
 
 
-def read_weights(folder: Path, stage: int, network: torch.nn.Module) -> dict:
-    """One stage's weights from a model folder, checked against `network`'s architecture."""
+def read_weights(folder: Path, stage: int | str, network: torch.nn.Module) -> dict:
+    """One network's weights (a stage, or TYPE_NETWORK) from a model folder, checked against `network`'s
+    architecture."""
     path = Path(folder) / weights_file(stage)
     if not path.is_file():
         raise ModelError(f"{folder}: missing weights {path.name}")
@@ -82,7 +97,8 @@ def read_weights(folder: Path, stage: int, network: torch.nn.Module) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt file
         raise ModelError(f"{path}: cannot read weights ({exc})") from exc
-    check_weights(network, state, f"{path} (stage {stage})")
+    what = "the type network" if stage == TYPE_NETWORK else f"stage {stage}"
+    check_weights(network, state, f"{path} ({what})")
     return state
 
 

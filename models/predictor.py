@@ -26,7 +26,7 @@ from .cascade import (
     stage_probabilities,
 )
 from .config import CascadeSettings, ModelConfig
-from .folder import load_networks, read_config
+from .folder import TYPE_NETWORK, load_networks, read_config
 from .postprocess import (
     CAVITY_MEDIAN_HU,
     SIDE_MIN_ML,
@@ -94,7 +94,7 @@ def resolve_device(device: str) -> torch.device:
 class CascadePredictor:
     """Both stages of one model folder, loaded once."""
 
-    def __init__(self, config: ModelConfig, networks: dict[int, torch.nn.Module], folder: Path | None = None):
+    def __init__(self, config: ModelConfig, networks: dict[int | str, torch.nn.Module], folder: Path | None = None):
         self.config = config
         self.networks = networks
         self.folder = folder
@@ -148,7 +148,8 @@ class CascadePredictor:
         rois = []
         for box in findings.boxes:
             prior = findings.type_probabilities(box) if self.config.cascade.stage1_type_prior else None
-            rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior))
+            rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior,
+                                      self.networks.get(TYPE_NETWORK)))
         return NetworkOutputs(findings, rois, after_stage1 - start, time.perf_counter() - after_stage1)
 
     def labels_from(self, outputs: NetworkOutputs, image: CTImage) -> np.ndarray:

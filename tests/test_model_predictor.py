@@ -196,9 +196,9 @@ def test_a_split_moves_voxels_only_between_its_types_and_only_where_stage2_hesit
     prior[:2] = torch.tensor([0.001, 0.999])[:, None, None, None]
     kind = (types.argmax(0) + 1).numpy().astype(np.uint8)
     assert kind.ravel().tolist() == [Hemorrhage.IPH, Hemorrhage.IPH, Hemorrhage.SAH]
-    split_types(kind, types, prior, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), exponent=0.1)
+    split_types(kind, types, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), prior, exponent=0.1)
     assert kind.ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IPH, Hemorrhage.SAH]
-    split_types(kind, types, prior, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), exponent=1.0)
+    split_types(kind, types, (int(Hemorrhage.IPH), int(Hemorrhage.IVH)), prior, exponent=1.0)
     assert kind.ravel().tolist() == [Hemorrhage.IVH, Hemorrhage.IVH, Hemorrhage.SAH]  # a full prior overrules
 
 

@@ -112,6 +112,29 @@ def test_init_from_fine_tunes_from_another_models_weights(dataset, tmp_path):
     assert (after[key] - before[key]).norm() < 0.5 * (other[key] - before[key]).norm()
 
 
+def test_fine_tuning_a_model_with_a_type_network_carries_it_and_training_one_from_scratch_is_refused(dataset,
+                                                                                                    tmp_path):
+    from model_phantoms import write_untrained_model
+
+    from ichvol.models.folder import TYPE_NETWORK, weights_file
+    from ichvol.models.type_network import add_type_network
+
+    base = write_untrained_model(tmp_path / "base", seed=5)
+    start = add_type_network(base, write_untrained_model(tmp_path / "donor", seed=6), ("IVH", "SAH"),
+                             tmp_path / "typed")
+    config = write_config(tmp_path / "typed.json", cascade={"type_ensemble_types": ["IVH", "SAH"]})
+    out = tmp_path / "tuned"
+    _train(dataset, out, "--config", str(config), "--stage", "2", "--epochs", "1", "--init-from", str(start))
+    assert json.loads((out / "training.json").read_text())["unchanged_from"] == {"stage1": str(start),
+                                                                                TYPE_NETWORK: str(start)}
+    before, after = (torch.load(f / weights_file(TYPE_NETWORK), weights_only=True) for f in (start, out))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert TYPE_NETWORK in CascadePredictor.from_folder(out, device="cpu").networks
+    result = runner.invoke(app, ["train", "--data", str(dataset / "data"), "--out", str(tmp_path / "scratch"),
+                                 "--config", str(config), "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code != 0 and "ichvol type-network" in str(result.exception)
+
+
 def test_init_from_refuses_another_architecture_and_resume(dataset, tmp_path):
     from model_phantoms import TINY_CONFIG, write_untrained_model
 

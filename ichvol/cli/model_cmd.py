@@ -132,10 +132,26 @@ def blend(
     console.print(f"wrote {written}: stage {stage} = {alpha:g} x {fine_tuned} + {1 - alpha:g} x {base}")
 
 
+def type_network(
+    base: Annotated[Path, typer.Argument(help="model folder whose stage 2 keeps finding the hemorrhage")],
+    donor: Annotated[Path, typer.Argument(help="model folder whose stage 2 becomes the type network")],
+    out: Annotated[Path, typer.Option("--out", help="new model folder")],
+    types: Annotated[str, typer.Option("--types", help="the types it settles, comma-separated")] = "IVH,SAH",
+) -> None:
+    """Add a type network: DONOR's stage 2 settles TYPES beside BASE's stage 2 (geometric mean of their type
+    probabilities); the hemorrhage mask stays BASE's."""
+    from ichvol.models.type_network import add_type_network
+
+    names = tuple(name.strip() for name in types.split(",") if name.strip())
+    written = add_type_network(base, donor, names, out)
+    console.print(f"wrote {written}: {base} with the stage 2 of {donor} settling {', '.join(names)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("predict")(predict)
     app.command("blend")(blend)
+    app.command("type-network")(type_network)
     try:
         from ichvol.models.evaluation.cli import register_evaluate
     except ImportError:  # the evaluation module is optional at this layer
