@@ -79,8 +79,7 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
         carried = [s for s in STAGES if s not in request.stages] + [k for k in network_keys(config) if k not in STAGES]
         for key in carried:
             if _carry_weights(request.init_from, out, key, config):
-                info.setdefault("unchanged_from", {})[key if key == TYPE_NETWORK else f"stage{key}"] = str(
-                    request.init_from)
+                info.setdefault("unchanged_from", {})[Path(weights_file(key)).stem] = str(request.init_from)
     for stage in request.stages:
         validator = _cascade_validator(config, stage, request.stages, out, val_cases, device)
         trainer = StageTrainer(config, stage, out, device, validator)
@@ -141,7 +140,7 @@ def _carry_weights(source: Path, out: Path, stage: int | str, config: ModelConfi
     if (out / weights_file(stage)).is_file():
         return False
     write_weights(out, stage, read_weights(Path(source), stage, stage_network(config, network_stage(stage))))
-    log.info("stage %d: weights taken unchanged from %s", stage, source)
+    log.info("%s: weights taken unchanged from %s", Path(weights_file(stage)).stem, source)
     return True
 
 
