@@ -18,7 +18,6 @@ from .config import ModelConfig
 from .data import cache_items, find_cases, split_cases
 from .folder import (
     CONFIG_FILE,
-    STAGES,
     TRAINING_FILE,
     TYPE_NETWORK,
     load_network,
@@ -76,8 +75,7 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     info["data"] = _describe_data(request.data_dir, train_cases, val_cases, validation_folder)
     info["device"] = str(device)
     if request.init_from is not None:
-        carried = [s for s in STAGES if s not in request.stages] + [k for k in network_keys(config) if k not in STAGES]
-        for key in carried:
+        for key in (k for k in network_keys(config) if k not in request.stages):
             if _carry_weights(request.init_from, out, key, config):
                 info.setdefault("unchanged_from", {})[Path(weights_file(key)).stem] = str(request.init_from)
     for stage in request.stages:
