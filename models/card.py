@@ -169,7 +169,11 @@ def _typing(config: ModelConfig) -> str:
     if cascade.type_ensemble_types is not None:
         text += (f"; a voxel typed {' or '.join(cascade.type_ensemble_types)} takes the one of them with most "
                  "geometric mean of stage 2's type probabilities and those of a second stage-2 network "
-                 "(stage2_types.pt, asked about types only)")
+                 "(stage2_types.pt)")
+    if cascade.type_network_adds_types is not None:
+        text += (f"; the type network may add {' or '.join(cascade.type_network_adds_types)} where stage 2 finds "
+                 "none, as sure as stage 2's threshold, where stage 1's hemorrhage probability reaches "
+                 f"{cascade.type_network_min_stage1_support:g}, in regions that touch what stage 2 found")
     if cascade.stage1_type_split_types is not None:  # the config refuses a split without the prior
         text += (f"; a voxel typed {' or '.join(cascade.stage1_type_split_types)} takes the one of them with most "
                  f"stage 2 x stage 1 ** {cascade.stage1_type_split_exponent:g} (stage 1 sees where in the head the "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
+from scipy import ndimage
 
 from .config import CascadeSettings, ModelConfig, StageConfig
 from .preprocess import (
@@ -144,36 +145,69 @@ def roi_input_shape(box: Box, stage: StageConfig, pixel_spacing: tuple[float, fl
 @dataclass(frozen=True)
 class RoiOutput:
     """Stage 2's verdict over one ROI, on the ROI's full-resolution grid, before any threshold: each voxel's
-    hemorrhage probability (1 - p(bg)) and its most probable hemorrhage type (a label value)."""
+    hemorrhage probability (1 - p(bg)) and its most probable hemorrhage type (a label value). `added`: the type
+    network's verdict (probability and type) where it may add blood to stage 2's (zero elsewhere)."""
 
     box: Box
     foreground: np.ndarray  # float32 (z, y, x)
     kind: np.ndarray  # uint8 (z, y, x), 1..C-1
+    added: tuple[np.ndarray, np.ndarray] | None = None
 
     def labels(self, min_probability: float) -> np.ndarray:
-        """uint8 labels: the type where the hemorrhage probability reaches `min_probability`, else 0."""
-        return _thresholded(self.foreground, self.kind, min_probability)
+        """uint8 labels: the type where the hemorrhage probability reaches `min_probability`, else 0; then, where
+        that leaves 0, the type network's type where its probability reaches it, in the regions that touch what
+        stage 2 found (it grows stage 2's findings; it never starts one of its own)."""
+        labels = _thresholded(self.foreground, self.kind, min_probability)
+        if self.added is not None:
+            extra = _thresholded(*self.added, min_probability)
+            extra[labels > 0] = 0
+            labels += extra * _touching(extra > 0, labels > 0)
+        return labels
+
+
+def _touching(candidates: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The `candidates` whose connected region (face-connected, together with `found`) holds a `found` voxel."""
+    regions, _ = ndimage.label(candidates | found)
+    kept = np.unique(regions[found])
+    return np.isin(regions, kept[kept > 0]) & candidates
 
 
 def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
-                  config: ModelConfig, type_prior: torch.Tensor | None = None,
+                  config: ModelConfig, findings: Stage1Findings | None = None,
                   type_network: torch.nn.Module | None = None) -> RoiOutput:
-    """Stage 2 on one ROI. `type_prior`: other type probabilities (C - 1, z, y, x) on the ROI's grid (stage 1's) to
-    weigh stage 2's types with (see `weigh_types`). `type_network`: a second stage-2 network that settles the
-    types of `cascade.type_ensemble_types` with it (geometric mean of the two networks' type probabilities)."""
+    """Stage 2 on one ROI. `findings`: stage 1's, whose type probabilities weigh stage 2's types (see `weigh_types`
+    and `split_types`) as the cascade settings say, and whose hemorrhage probability gates the type network's
+    additions. `type_network`: a second stage-2 network that settles the types of `cascade.type_ensemble_types`
+    with it (geometric mean of the two networks' type probabilities) and may add blood of
+    `cascade.type_network_adds_types`."""
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     cascade = config.cascade
+    prior = findings.type_probabilities(box) if findings is not None and cascade.stage1_type_prior else None
     probs = resize(stage_probabilities(network, image, config.stage2, cascade), crop.shape)
-    foreground, kind = _foreground_and_kind(probs, type_prior, cascade.stage1_type_prior_labels)
+    foreground, kind = _foreground_and_kind(probs, prior, cascade.stage1_type_prior_labels)
     types = probs[1:]
-    if type_network is not None and cascade.type_ensemble_labels is not None:
+    added = None
+    if type_network is not None and cascade.uses_type_network:
         second = resize(stage_probabilities(type_network, image, config.stage2, cascade), crop.shape)
-        types = (types * second[1:]).sqrt()
-        split_types(kind, types, cascade.type_ensemble_labels)
-    if type_prior is not None and cascade.stage1_type_split_labels is not None:
-        split_types(kind, types, cascade.stage1_type_split_labels, type_prior, cascade.stage1_type_split_exponent)
-    return RoiOutput(box, foreground, kind)
+        if cascade.type_ensemble_labels is not None:
+            types = (types * second[1:]).sqrt()
+            split_types(kind, types, cascade.type_ensemble_labels)
+        if cascade.type_network_adds_labels is not None and findings is not None:
+            added = type_network_additions(second, findings.foreground_probability(box), cascade)
+    if prior is not None and cascade.stage1_type_split_labels is not None:
+        split_types(kind, types, cascade.stage1_type_split_labels, prior, cascade.stage1_type_split_exponent)
+    return RoiOutput(box, foreground, kind, added)
+
+
+def type_network_additions(probabilities: torch.Tensor, support: np.ndarray,
+                           cascade: CascadeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The type network's hemorrhage probability and type where it may add blood: its most probable type is one of
+    `type_network_adds_types` and stage 1's hemorrhage probability (`support`) reaches
+    `type_network_min_stage1_support`; 0 elsewhere."""
+    foreground, kind = _foreground_and_kind(probabilities, None, None)
+    allowed = np.isin(kind, cascade.type_network_adds_labels) & (support >= cascade.type_network_min_stage1_support)
+    return np.where(allowed, foreground, 0.0).astype(np.float32), kind
 
 
 def hemorrhage_labels(probabilities: torch.Tensor, min_probability: float, type_prior: torch.Tensor | None = None,

@@ -63,7 +63,8 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None) 
     out = Path(request.out)
     config = _effective_config(request)
     if TYPE_NETWORK in network_keys(config) and request.init_from is None:
-        raise ConfigError("cascade.type_ensemble_types names a type network (stage2_types.pt) that training does not "
+        raise ConfigError("cascade.type_ensemble_types or type_network_adds_types names a type network "
+                          "(stage2_types.pt) that training does not "
                           "make: fine-tune with --init-from a model that has one, or train without the setting and "
                           "add one with `ichvol type-network`")
     device = resolve_device(request.device)

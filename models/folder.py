@@ -1,5 +1,6 @@
 """A model folder: config.json, labels.json, stage1.pt, stage2.pt, training.json, metrics.csv, MODEL_CARD.md, and
-stage2_types.pt when the config settles some types with a second stage-2 network (`cascade.type_ensemble_types`).
+stage2_types.pt when the config uses a second stage-2 network (`cascade.type_ensemble_types`,
+`cascade.type_network_adds_types`).
 
 Loading checks that the weights fit the architecture the config describes and refuses the folder otherwise.
 """
@@ -70,7 +71,7 @@ def stage_network(config: ModelConfig, stage: int) -> torch.nn.Module:
 
 def network_keys(config: ModelConfig) -> tuple[int | str, ...]:
     """The networks a model of `config` holds: both stages, and the type network when the config uses one."""
-    return STAGES + ((TYPE_NETWORK,) if config.cascade.type_ensemble_types is not None else ())
+    return STAGES + ((TYPE_NETWORK,) if config.cascade.uses_type_network else ())
 
 
 def load_networks(folder: Path, config: ModelConfig, device: torch.device) -> dict[int | str, torch.nn.Module]:

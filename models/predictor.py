@@ -147,8 +147,7 @@ class CascadePredictor:
         after_stage1 = time.perf_counter()
         rois = []
         for box in findings.boxes:
-            prior = findings.type_probabilities(box) if self.config.cascade.stage1_type_prior else None
-            rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, prior,
+            rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, findings,
                                       self.networks.get(TYPE_NETWORK)))
         return NetworkOutputs(findings, rois, after_stage1 - start, time.perf_counter() - after_stage1)
 

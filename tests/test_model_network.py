@@ -73,6 +73,8 @@ def test_config_round_trips_through_json(tmp_path):
     ({"stage1": {"patch_size": [16, 100, 100]}}, "not divisible"),
     ({"stage2": {"filters": [8, 16]}}, "filter counts"),
     ({"cascade": {"roi_margin": 3}}, "unknown CascadeSettings keys"),
+    ({"training": {"cascade_validation_every": None}}, "cascade_validation_every: may not be null"),
+    ({"training": {"epochs": "many"}}, "epochs: expected a number"),
 ])
 def test_invalid_config_is_refused_with_the_reason(tmp_path, change, message):
     data = load_config("small").to_dict()
@@ -122,6 +124,8 @@ def test_inference_settings_are_replaced_and_checked_as_a_config_file_is():
     ({"cascade.stage1_type_prior": True, "cascade.stage1_type_split_types": ["IPH"]}, "two or more types"),
     ({"cascade.stage1_type_prior": True, "cascade.stage1_type_split_exponent": 0}, "must be positive"),
     ({"stage2.patch_size": [16, 100, 100]}, "not divisible"),
+    ({"cascade.type_network_adds_types": ["SAH", "blood"]}, "unknown hemorrhage type"),
+    ({"cascade.type_network_min_stage1_support": 1.5}, "a probability"),
 ])
 def test_unusable_inference_settings_are_refused_with_the_reason(settings, message):
     with pytest.raises(ConfigError, match=message):

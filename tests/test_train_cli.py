@@ -117,10 +117,10 @@ def test_fine_tuning_a_model_with_a_type_network_carries_it_and_training_one_fro
     from model_phantoms import write_untrained_model
 
     from ichvol.models.folder import TYPE_NETWORK, weights_file
-    from ichvol.models.type_network import add_type_network
+    from ichvol.models.type_network import TypeNetworkUse, add_type_network
 
     base = write_untrained_model(tmp_path / "base", seed=5)
-    start = add_type_network(base, write_untrained_model(tmp_path / "donor", seed=6), ("IVH", "SAH"),
+    start = add_type_network(base, write_untrained_model(tmp_path / "donor", seed=6), TypeNetworkUse(("IVH", "SAH")),
                              tmp_path / "typed")
     config = write_config(tmp_path / "typed.json", cascade={"type_ensemble_types": ["IVH", "SAH"]})
     out = tmp_path / "tuned"

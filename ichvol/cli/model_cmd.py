@@ -137,14 +137,24 @@ def type_network(
     donor: Annotated[Path, typer.Argument(help="model folder whose stage 2 becomes the type network")],
     out: Annotated[Path, typer.Option("--out", help="new model folder")],
     types: Annotated[str, typer.Option("--types", help="the types it settles, comma-separated")] = "IVH,SAH",
+    adds: Annotated[str, typer.Option("--adds", help="types it may add where stage 2 finds none, "
+                                                     "comma-separated (default: none)")] = "",
+    min_support: Annotated[float, typer.Option("--min-stage1-support", help="stage 1's hemorrhage probability "
+                                                                             "an addition needs, 0-1")] = 0.0,
 ) -> None:
     """Add a type network: DONOR's stage 2 settles TYPES beside BASE's stage 2 (geometric mean of their type
-    probabilities); the hemorrhage mask stays BASE's."""
-    from ichvol.models.type_network import add_type_network
+    probabilities) and, with --adds, may add blood of those types where BASE's stage 2 finds none and stage 1
+    supports it; the rest of the mask stays BASE's."""
+    from ichvol.models.type_network import TypeNetworkUse, add_type_network
 
-    names = tuple(name.strip() for name in types.split(",") if name.strip())
-    written = add_type_network(base, donor, names, out)
-    console.print(f"wrote {written}: {base} with the stage 2 of {donor} settling {', '.join(names)}")
+    use = TypeNetworkUse(_names(types), _names(adds) or None, min_support)
+    written = add_type_network(base, donor, use, out)
+    added = f"; adding {', '.join(use.adds)}" if use.adds else ""
+    console.print(f"wrote {written}: {base} with the stage 2 of {donor} settling {', '.join(use.types)}{added}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def register(app: typer.Typer) -> None:
