@@ -4,7 +4,8 @@
 A stage 2 fine-tuned toward the types the shipped one confuses or misses (subarachnoid blood typed ventricular, or
 not found) types them better but, trained on synthetic data, finds the hemorrhage itself less reliably on real CT,
 subdural films above all. Kept beside the shipped stage 2, it is asked about its types only: the shipped stage 2
-still decides everything else, and what the type network adds must lie where stage 1 saw hemorrhage.
+still decides everything else, and what the type network adds must lie where stage 1 saw hemorrhage and touch
+what stage 2 found.
 """
 
 from __future__ import annotations
