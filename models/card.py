@@ -38,7 +38,10 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         "square in-plane, resized in-plane to the patch"
         + (f" or to {config.stage2.roi_max_spacing_mm} mm pixels where the ROI is larger"
            if config.stage2.roi_max_spacing_mm else "")
-        + ", slices kept.",
+        + ", slices kept."
+        + (" Stage 2 also sweeps the whole head crop (square, at the pixels a ROI that large gets); what it finds "
+           "outside every ROI joins the ROIs' findings before the post-processing." if config.cascade.head_sweep
+           else ""),
         f"- Post-processing: hemorrhage outside the cranial cavity cleared "
         f"({'on' if config.cascade.intracranial_gate else 'off'}); components with a median HU outside "
         f"{list(config.cascade.component_median_hu) if config.cascade.component_median_hu else 'any range (off)'} "
@@ -65,7 +68,8 @@ def write_model_card(folder: Path, config: ModelConfig) -> Path:
         "(level, width), each clipped and mapped to [0, 1]; the wide window keeps calcification and bone "
         "apart from blood.",
         f"- Sliding window, overlap {config.cascade.sliding_window_overlap}, blend '{config.cascade.blend_mode}' "
-        f"(averaged); mirror TTA {'on' if config.cascade.mirror_tta else 'off'}.",
+        f"(averaged), {config.cascade.sliding_window_batch_size} window(s) per forward pass; mirror TTA "
+        f"{'on' if config.cascade.mirror_tta else 'off'}.",
         "- Hemorrhage type of a voxel: " + _typing(config),
         "",
         "## Training data",

@@ -44,7 +44,7 @@ def stage_probabilities(
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, enabled=amp):
             logits = sliding_window_inference(
-                x, roi_size=stage.patch_size, sw_batch_size=1, predictor=network,
+                x, roi_size=stage.patch_size, sw_batch_size=cascade.sliding_window_batch_size, predictor=network,
                 overlap=cascade.sliding_window_overlap, mode=cascade.blend_mode,
             )
         return torch.softmax(logits.float(), dim=1)
@@ -170,6 +170,20 @@ def _touching(candidates: np.ndarray, found: np.ndarray) -> np.ndarray:
     regions, _ = ndimage.label(candidates | found)
     kept = np.unique(regions[found])
     return np.isin(regions, kept[kept > 0]) & candidates
+
+
+def head_sweep_box(findings: Stage1Findings, shape: tuple[int, int, int]) -> Box:
+    """The box stage 2 sweeps when `cascade.head_sweep` is on: stage 1's head crop, squared in-plane."""
+    return square_in_plane(findings.head, shape)
+
+
+def outside_rois(sweep: RoiOutput, rois: list[RoiOutput], min_probability: float) -> np.ndarray:
+    """The sweep's labels (on its box's grid) with every ROI's box cleared: there the ROI's own verdict stands."""
+    labels = sweep.labels(min_probability)
+    for roi in rois:
+        labels[tuple(slice(max(r.start, s.start) - s.start, max(min(r.stop, s.stop) - s.start, 0))
+                     for r, s in zip(roi.box, sweep.box, strict=True))] = 0
+    return labels
 
 
 def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],

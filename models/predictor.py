@@ -20,7 +20,9 @@ from ichvol.results import AlgorithmInfo
 from .cascade import (
     RoiOutput,
     Stage1Findings,
+    head_sweep_box,
     hemorrhage_labels,
+    outside_rois,
     stage1_findings,
     stage2_output,
     stage_probabilities,
@@ -47,10 +49,11 @@ log = logging.getLogger(__name__)
 
 EXTRA_AXIAL = (int(Hemorrhage.SDH), int(Hemorrhage.EDH))
 # The cascade settings that act after the networks (`labels_from`): the rest change what the networks see.
+# `head_sweep` is both: outputs made with it on replay with it off, not the other way.
 AFTER_NETWORK_SETTINGS = (
     "stage2_min_probability", "intracranial_gate", "component_median_hu", "min_stage1_support_near_bone",
     "min_film_depth_fraction", "film_depth_mm", "film_types", "min_side_contrast_hu", "retype_detached_extra_axial",
-    "rim_growth_hu", "rim_growth_types", "max_voxel_hu", "min_component_ml",
+    "rim_growth_hu", "rim_growth_types", "max_voxel_hu", "min_component_ml", "head_sweep",
 )
 RoiBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (z0, z1), (y0, y1), (x0, x1), stop excl.
 
@@ -71,14 +74,16 @@ class Prediction:
 
 @dataclass
 class NetworkOutputs:
-    """What the two networks say about one image, before any threshold or rule: stage 1's findings and stage 2's
-    output over each of its ROIs. Kept, they let the threshold and the rules be tried again without the networks
-    (`CascadePredictor.labels_from`; benchmarks/rule_replay.py)."""
+    """What the two networks say about one image, before any threshold or rule: stage 1's findings, stage 2's
+    output over each of its ROIs and, with `cascade.head_sweep`, over the whole head (`sweep`). Kept, they let the
+    threshold and the rules be tried again without the networks (`CascadePredictor.labels_from`;
+    benchmarks/rule_replay.py)."""
 
     findings: Stage1Findings
     rois: list[RoiOutput]
     seconds_stage1: float
     seconds_stage2: float
+    sweep: RoiOutput | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -120,8 +125,9 @@ class CascadePredictor:
         start = time.perf_counter()
         labels = self._labels(outputs, hu, image.geometry)
         rules = time.perf_counter() - start
-        log.info("cascade: %d ROI(s), stage 1 %.2f s, stage 2 %.2f s, rules %.2f s", len(outputs.rois),
-                 outputs.seconds_stage1, outputs.seconds_stage2, rules)
+        log.info("cascade: %d ROI(s)%s, stage 1 %.2f s, stage 2 %.2f s, rules %.2f s", len(outputs.rois),
+                 " and the head sweep" if outputs.sweep is not None else "", outputs.seconds_stage1,
+                 outputs.seconds_stage2, rules)
         return Prediction(
             labels=labels,
             seconds_stage1=outputs.seconds_stage1,
@@ -149,7 +155,11 @@ class CascadePredictor:
         for box in findings.boxes:
             rois.append(stage2_output(self.networks[2], hu, box, geometry.pixel_spacing, self.config, findings,
                                       self.networks.get(TYPE_NETWORK)))
-        return NetworkOutputs(findings, rois, after_stage1 - start, time.perf_counter() - after_stage1)
+        sweep = None
+        if self.config.cascade.head_sweep:
+            sweep = stage2_output(self.networks[2], hu, head_sweep_box(findings, hu.shape), geometry.pixel_spacing,
+                                  self.config, findings)
+        return NetworkOutputs(findings, rois, after_stage1 - start, time.perf_counter() - after_stage1, sweep)
 
     def labels_from(self, outputs: NetworkOutputs, image: CTImage) -> np.ndarray:
         """The label map of `outputs` (from `network_outputs` on `image`): stage 2's threshold, then the rules, as
@@ -158,11 +168,18 @@ class CascadePredictor:
 
     def _labels(self, outputs: NetworkOutputs, hu: np.ndarray, geometry: VolumeGeometry) -> np.ndarray:
         labels = np.zeros(hu.shape, dtype=np.uint8)
+        threshold = self.config.cascade.stage2_min_probability
         for roi in outputs.rois:
-            found = roi.labels(self.config.cascade.stage2_min_probability)
+            found = roi.labels(threshold)
             # Overlapping ROIs (possible after squaring) only add hemorrhage, never erase it.
             region = labels[roi.box]
             region[found > 0] = found[found > 0]
+        if self.config.cascade.head_sweep:
+            if outputs.sweep is None:
+                raise InputError("cascade.head_sweep is on, but these network outputs hold no sweep of the head "
+                                 "(they were made with it off)")
+            found = outside_rois(outputs.sweep, outputs.rois, threshold)
+            labels[outputs.sweep.box][found > 0] = found[found > 0]
         apply_rules(labels, hu, geometry, outputs.findings, self.config.cascade)
         return labels
 

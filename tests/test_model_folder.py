@@ -223,3 +223,15 @@ def test_model_card_states_the_one_sided_exception_only_when_it_is_on(tmp_path):
         card = write_model_card(tmp_path, config).read_text()
         assert (sentence in card) == present
     assert "at least 8 HU brighter" in card and "(0.5 ml or more)" in card
+
+
+def test_model_card_states_the_head_sweep_and_the_windows_per_pass(tmp_path):
+    from ichvol.models.card import write_model_card
+
+    sentence = "Stage 2 also sweeps the whole head crop"
+    for extra, present in (({}, False), ({"head_sweep": True, "sliding_window_batch_size": 4}, True)):
+        config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], **extra}})
+        write_config(tmp_path, config)
+        card = write_model_card(tmp_path, config).read_text()
+        assert (sentence in card) == present
+    assert "4 window(s) per forward pass" in card
