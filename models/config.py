@@ -145,7 +145,7 @@ class CascadeSettings:
     head_sweep: bool = False
     sliding_window_overlap: float = 0.5
     # Windows per forward pass of the sliding window: on 2 CPU threads a batch of 4 costs about half as much per
-    # window as one at a time. The results are the same.
+    # window as one at a time. The results are the same to float rounding.
     sliding_window_batch_size: int = 1
     blend_mode: str = "constant"  # averaged overlaps, as in the paper
     mirror_tta: bool = False
