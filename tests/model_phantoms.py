@@ -129,3 +129,28 @@ def constant_predictor(stage1_class: int, stage2_class: int, gate: bool = False)
     networks = {stage: constant_network(config.stage(stage), config, winner, seed=stage)
                 for stage, winner in ((1, stage1_class), (2, stage2_class))}
     return CascadePredictor(config, networks)
+
+
+class BloodAbove(torch.nn.Module):
+    """A real two-layer network of 1x1x1 convolutions that calls `label` wherever the blood window reads over `hu` and
+    the bone window under about 90 HU (so not the skull), background elsewhere: a stage whose findings follow the
+    image."""
+
+    def __init__(self, config: ModelConfig, label: int, hu: float):
+        super().__init__()
+        self.bone = torch.nn.Conv3d(config.in_channels, 1, 1)
+        self.conv = torch.nn.Conv3d(config.in_channels + 1, config.num_classes, 1)
+        blood, bone = config.preprocessing.windows
+        with torch.no_grad():
+            self.bone.weight.zero_()
+            self.bone.weight[0, 1] = 1.0  # the bone window's channel, 0-1 over its width
+            self.bone.bias.fill_(-(90.0 - (bone.level - bone.width / 2)) / bone.width)
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-30.0)
+            self.conv.bias[0] = 0.0
+            self.conv.weight[label, 0] = 200.0  # the blood window's channel, 0-1 over its width
+            self.conv.weight[label, 2] = -5000.0
+            self.conv.bias[label] = -200.0 * (hu - (blood.level - blood.width / 2)) / blood.width
+
+    def forward(self, x):
+        return self.conv(torch.cat((x, torch.relu(self.bone(x))), dim=1))

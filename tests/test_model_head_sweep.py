@@ -3,8 +3,7 @@ own verdict, and replays without the networks; the sliding window's batch size c
 
 import numpy as np
 import pytest
-import torch
-from model_phantoms import TINY_CONFIG, geometry, head, one_torch_thread  # noqa: F401
+from model_phantoms import TINY_CONFIG, BloodAbove, geometry, head, one_torch_thread  # noqa: F401
 
 from ichvol.errors import ConfigError, InputError
 from ichvol.image import CTImage
@@ -14,30 +13,6 @@ from ichvol.models.config import ModelConfig
 from ichvol.models.predictor import CascadePredictor
 
 IVH = int(Hemorrhage.IVH)
-
-
-class _BloodAbove(torch.nn.Module):
-    """A real two-layer network of 1x1x1 convolutions that calls IVH wherever the blood window reads over `hu` and the
-    bone window under about 90 HU (so not the skull), background elsewhere."""
-
-    def __init__(self, config, hu: float):
-        super().__init__()
-        self.bone = torch.nn.Conv3d(config.in_channels, 1, 1)
-        self.conv = torch.nn.Conv3d(config.in_channels + 1, config.num_classes, 1)
-        blood, bone = config.preprocessing.windows
-        with torch.no_grad():
-            self.bone.weight.zero_()
-            self.bone.weight[0, 1] = 1.0  # the bone window's channel, 0-1 over its width
-            self.bone.bias.fill_(-(90.0 - (bone.level - bone.width / 2)) / bone.width)
-            self.conv.weight.zero_()
-            self.conv.bias.fill_(-30.0)
-            self.conv.bias[0] = 0.0
-            self.conv.weight[IVH, 0] = 200.0
-            self.conv.weight[IVH, 2] = -5000.0
-            self.conv.bias[IVH] = -200.0 * (hu - (blood.level - blood.width / 2)) / blood.width
-
-    def forward(self, x):
-        return self.conv(torch.cat((x, torch.relu(self.bone(x))), dim=1))
 
 
 @pytest.fixture
@@ -52,7 +27,7 @@ def two_bleeds():
     hu[front], hu[back] = 85, 65
     config = ModelConfig.from_dict({**TINY_CONFIG, "stage2": {**TINY_CONFIG["stage2"], "roi_max_spacing_mm": 2.0},
                                     "cascade": {**TINY_CONFIG["cascade"], "intracranial_gate": False}})
-    networks = {1: _BloodAbove(config, 78.0).eval(), 2: _BloodAbove(config, 55.0).eval()}
+    networks = {1: BloodAbove(config, IVH, 78.0).eval(), 2: BloodAbove(config, IVH, 55.0).eval()}
     return CTImage(hu, geometry(shape)), front, back, CascadePredictor(config, networks)
 
 

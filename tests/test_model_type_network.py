@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_phantoms import (  # noqa: F401
     TINY_CONFIG,
+    BloodAbove,
     constant_network,
     ct_image,
     geometry,
@@ -110,25 +111,6 @@ def _stage1_sure_of(config, hemorrhage_probability):
     return network
 
 
-class _BloodAbove(torch.nn.Module):
-    """A real one-layer network (1x1x1 convolution) that calls `label` wherever the blood window reads over `hu`, and
-    background elsewhere: a stage 2 whose findings follow the image."""
-
-    def __init__(self, config, label: int, hu: float):
-        super().__init__()
-        self.conv = torch.nn.Conv3d(config.in_channels, config.num_classes, 1)
-        window = config.preprocessing.windows[0]
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.bias.fill_(-30.0)
-            self.conv.bias[0] = 0.0
-            self.conv.weight[label, 0] = 200.0  # the blood window's channel, 0-1 over its width
-            self.conv.bias[label] = -200.0 * (hu - (window.level - window.width / 2)) / window.width
-
-    def forward(self, x):
-        return self.conv(x)
-
-
 def test_the_type_network_grows_stage2s_findings_with_its_types_where_stage1_supports_them():
     """Stage 2 finds a 70 HU IVH; the type network calls SAH over 45 HU, so also a 55 HU region against the IVH and one
     apart from it. Only the first is added, and only when SAH may be added and stage 1's hemorrhage probability (0.6
@@ -141,8 +123,8 @@ def test_the_type_network_grows_stage2s_findings_with_its_types_where_stage1_sup
     hu[touching | apart] = 55
     image = CTImage(hu, geometry(shape))
     config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {**TINY_CONFIG["cascade"], "intracranial_gate": False}})
-    networks = {1: _stage1_sure_of(config, 0.6), 2: _BloodAbove(config, int(Hemorrhage.IVH), 62.0).eval(),
-                TYPE_NETWORK: _BloodAbove(config, int(Hemorrhage.SAH), 45.0).eval()}
+    networks = {1: _stage1_sure_of(config, 0.6), 2: BloodAbove(config, int(Hemorrhage.IVH), 62.0).eval(),
+                TYPE_NETWORK: BloodAbove(config, int(Hemorrhage.SAH), 45.0).eval()}
     predictor = CascadePredictor(config, networks)
 
     def labels(**settings):
