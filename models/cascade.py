@@ -30,6 +30,8 @@ from .preprocess import (
 )
 
 _TTA_FLIPS = ((4,), (3,), (3, 4))
+# Slices of stage 2's probabilities brought to full resolution at a time (see `stage2_output`).
+SLAB_SLICES = 4
 
 
 def stage_probabilities(
@@ -188,22 +190,52 @@ def outside_rois(sweep: RoiOutput, rois: list[RoiOutput], min_probability: float
 
 def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spacing: tuple[float, float],
                   config: ModelConfig, findings: Stage1Findings | None = None,
-                  type_network: torch.nn.Module | None = None) -> RoiOutput:
+                  type_network: torch.nn.Module | None = None, slab_slices: int = SLAB_SLICES) -> RoiOutput:
     """Stage 2 on one ROI. `findings`: stage 1's, whose type probabilities weigh stage 2's types (see `weigh_types`
     and `split_types`) as the cascade settings say, and whose hemorrhage probability gates the type network's
     additions. `type_network`: a second stage-2 network that settles the types of `cascade.type_ensemble_types`
     with it (geometric mean of the two networks' type probabilities) and may add blood of
-    `cascade.type_network_adds_types`."""
+    `cascade.type_network_adds_types`.
+
+    The networks see the whole ROI; their probabilities are brought to full resolution and judged `slab_slices`
+    slices at a time. Stage 2 keeps a ROI's slices, so the resize is in-plane only and the slabs' verdicts are
+    the whole ROI's, with the memory of a few slices' probabilities instead of all of them."""
     crop = hu[box]
     image = resize(normalize(crop, config.preprocessing), roi_input_shape(box, config.stage2, pixel_spacing))
     cascade = config.cascade
+    probs = stage_probabilities(network, image, config.stage2, cascade)
+    second = None
+    if type_network is not None and cascade.uses_type_network:
+        second = stage_probabilities(type_network, image, config.stage2, cascade)
+    foreground = np.empty(crop.shape, np.float32)
+    kind = np.empty(crop.shape, np.uint8)
+    added = None
+    for start in range(0, crop.shape[0], max(1, slab_slices)):
+        slab = slice(start, min(start + max(1, slab_slices), crop.shape[0]))
+        slab_box = (slice(box[0].start + slab.start, box[0].start + slab.stop), box[1], box[2])
+        verdict = _slab_verdict(probs[:, slab], None if second is None else second[:, slab], slab_box,
+                                crop.shape[1:], findings, cascade)
+        foreground[slab], kind[slab] = verdict[0], verdict[1]
+        if verdict[2] is not None:
+            if added is None:
+                added = (np.zeros(crop.shape, np.float32), np.zeros(crop.shape, np.uint8))
+            added[0][slab], added[1][slab] = verdict[2]
+    return RoiOutput(box, foreground, kind, added)
+
+
+def _slab_verdict(probs: torch.Tensor, second: torch.Tensor | None, box: Box, plane: tuple[int, int],
+                  findings: Stage1Findings | None, cascade: CascadeSettings,
+                  ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """`stage2_output`'s verdict (foreground, kind, type network's additions) over the slices `box` of its ROI, from
+    the networks' probabilities over those slices on the ROI's input grid."""
+    shape = (probs.shape[1], *plane)
     prior = findings.type_probabilities(box) if findings is not None and cascade.stage1_type_prior else None
-    probs = resize(stage_probabilities(network, image, config.stage2, cascade), crop.shape)
+    probs = resize(probs, shape)
     foreground, kind = _foreground_and_kind(probs, prior, cascade.stage1_type_prior_labels)
     types = probs[1:]
     added = None
-    if type_network is not None and cascade.uses_type_network:
-        second = resize(stage_probabilities(type_network, image, config.stage2, cascade), crop.shape)
+    if second is not None:
+        second = resize(second, shape)
         if cascade.type_ensemble_labels is not None:
             types = (types * second[1:]).sqrt()
             split_types(kind, types, cascade.type_ensemble_labels)
@@ -211,7 +243,7 @@ def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spac
             added = type_network_additions(second, findings.foreground_probability(box), cascade)
     if prior is not None and cascade.stage1_type_split_labels is not None:
         split_types(kind, types, cascade.stage1_type_split_labels, prior, cascade.stage1_type_split_exponent)
-    return RoiOutput(box, foreground, kind, added)
+    return foreground, kind, added
 
 
 def type_network_additions(probabilities: torch.Tensor, support: np.ndarray,

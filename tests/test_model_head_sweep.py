@@ -8,8 +8,9 @@ from model_phantoms import TINY_CONFIG, BloodAbove, geometry, head, one_torch_th
 from ichvol.errors import ConfigError, InputError
 from ichvol.image import CTImage
 from ichvol.labels import Hemorrhage
-from ichvol.models.cascade import RoiOutput, outside_rois
+from ichvol.models.cascade import RoiOutput, head_sweep_box, outside_rois, stage1_findings, stage2_output
 from ichvol.models.config import ModelConfig
+from ichvol.models.network import build_network
 from ichvol.models.predictor import CascadePredictor
 
 IVH = int(Hemorrhage.IVH)
@@ -72,3 +73,26 @@ def test_outside_rois_clears_each_rois_box_within_the_sweeps():
     expected = np.full((2, 4, 4), IVH, np.uint8)
     expected[0:1, 2:4, 0:1] = 0  # the overlap of `inside`; `before` lies wholly before the sweep's box
     assert (labels == expected).all()
+
+
+def test_judging_stage_2_a_few_slices_at_a_time_gives_the_whole_rois_verdict():
+    """Random (untrained) networks give every voxel a different mixture of types, so the stage-1 type prior, the split,
+    the type network's ensemble and its additions all act; slabs of any size must give the same arrays."""
+    shape = (11, 64, 64)
+    hu, _ = head(shape, lesions=((IVH, (5, 30, 30), (4, 9, 8)),))
+    config = ModelConfig.from_dict({**TINY_CONFIG, "cascade": {
+        **TINY_CONFIG["cascade"], "stage1_min_probability": 0.0, "stage1_type_prior": True,
+        "stage1_type_prior_types": ["SDH", "EDH"], "stage1_type_split_types": ["IPH", "IVH"],
+        "type_ensemble_types": ["IVH", "SAH"], "type_network_adds_types": ["SAH"],
+        "type_network_min_stage1_support": 0.0}})
+    networks = {key: build_network(config.stage2 if key != 1 else config.stage1, config.in_channels,
+                                   config.num_classes).eval() for key in (1, 2, 3)}
+    findings = stage1_findings(networks[1], hu, (2.0, 2.0), 5.0, config)
+    box = head_sweep_box(findings, hu.shape)
+    assert box[0].stop - box[0].start == shape[0] and box[1].stop - box[1].start != config.stage2.patch_size[1]
+    whole, *slabs = (stage2_output(networks[2], hu, box, (2.0, 2.0), config, findings, networks[3], slab_slices=n)
+                     for n in (shape[0], 1, 3))
+    assert len(np.unique(whole.kind)) >= 3 and whole.added is not None and whole.added[0].any()
+    for slabbed in slabs:
+        assert np.array_equal(slabbed.foreground, whole.foreground) and np.array_equal(slabbed.kind, whole.kind)
+        assert all(np.array_equal(a, b) for a, b in zip(slabbed.added, whole.added, strict=True))
