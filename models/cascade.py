@@ -210,8 +210,9 @@ def stage2_output(network: torch.nn.Module, hu: np.ndarray, box: Box, pixel_spac
     foreground = np.empty(crop.shape, np.float32)
     kind = np.empty(crop.shape, np.uint8)
     added = None
-    for start in range(0, crop.shape[0], max(1, slab_slices)):
-        slab = slice(start, min(start + max(1, slab_slices), crop.shape[0]))
+    step = max(1, slab_slices)
+    for start in range(0, crop.shape[0], step):
+        slab = slice(start, min(start + step, crop.shape[0]))
         slab_box = (slice(box[0].start + slab.start, box[0].start + slab.stop), box[1], box[2])
         verdict = _slab_verdict(probs[:, slab], None if second is None else second[:, slab], slab_box,
                                 crop.shape[1:], findings, cascade)
